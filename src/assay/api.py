@@ -1,0 +1,76 @@
+"""The Python API: ``assay.run(scenarios, events)``. The CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .durations import parse_duration
+from .engine import Engine
+from .errors import UsageError
+from .events import ReadResult, read_events
+from .scenarios import Scenario, ScenarioFile, load_scenarios
+
+ScenarioSource = str | Path | ScenarioFile | Scenario | list[Scenario]
+
+
+@dataclass
+class RunResult:
+    """Alerts with what a summary needs: rows read and rejected, timings."""
+
+    alerts: pl.DataFrame
+    scenarios: ScenarioFile
+    rows_read: int
+    rejects: pl.DataFrame
+    seconds: float
+    read_seconds: float
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else float("inf")
+
+    def alerts_per_scenario(self) -> dict[str, int]:
+        counts = {s.id: 0 for s in self.scenarios.scenarios}
+        for sid, n in self.alerts.group_by("scenario").len().iter_rows():
+            counts[sid] = n
+        return counts
+
+
+def run(scenarios: ScenarioSource, events: object, *, mapping: Mapping[str, str] | None = None,
+        on_error: str = "raise") -> pl.DataFrame:
+    """Evaluate scenarios over events; return the alerts as a Polars DataFrame.
+
+    ``scenarios``: a path, a YAML string, a ScenarioFile, a Scenario or a list of them.
+    ``events``: a path, a list of paths, a Polars/pandas DataFrame or an Arrow table.
+    ``mapping``: canonical column -> input column, e.g. ``{"entity": "CustomerID"}``.
+    ``on_error``: ``"raise"`` stops at the first bad row; ``"skip"`` leaves bad rows out
+    (see ``run_detailed`` for the rejected rows and their reasons).
+    """
+    return run_detailed(scenarios, events, mapping=mapping, on_error=on_error).alerts
+
+
+def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[str, str] | None = None,
+                 on_error: str = "raise", on_file: Callable[[str, int], None] | None = None,
+                 on_detector: Callable[[int, int], None] | None = None) -> RunResult:
+    if on_error not in ("raise", "skip"):
+        raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    started = time.perf_counter()
+    spec = load_scenarios(scenarios)
+    merged = {**spec.mapping, **(mapping or {})}
+    read: ReadResult = read_events(events, mapping=merged, skip_errors=on_error == "skip", on_file=on_file)
+    read_done = time.perf_counter()
+    engine = Engine(spec)
+    alerts = engine.run_batch(read.events, progress=on_detector)
+    return RunResult(alerts, spec, read.events.height + read.rejects.height, read.rejects,
+                     time.perf_counter() - started, read_done - started, read.files)
+
+
+def stream(scenarios: ScenarioSource, *, lateness: str | None = None) -> Engine:
+    """An engine to feed micro-batches with ``push`` (rows in arrival order) and ``flush``."""
+    lateness_us = parse_duration(lateness) if lateness else 0
+    return Engine(load_scenarios(scenarios), lateness_us=lateness_us)

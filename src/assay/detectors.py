@@ -1,0 +1,386 @@
+"""Detectors: the per-key state of scenarios, with an explicit lifecycle.
+
+Every detector follows one small protocol (``Detector``): ``update`` with the
+next rows in canonical order (returns alert candidates), ``expire`` rows that
+left every window, ``snapshot``/``restore`` for checkpoints. Its state is the
+relevant rows still inside a window (``retained``) and, per key, whether the
+condition held at the key's last evaluation point (``prev``): SPEC's
+edge trigger needs nothing else. A snapshot restored into a fresh detector
+continues exactly where the original would have.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+from . import kernels
+from . import where as where_lang
+from .errors import InputError, ScenarioError
+from .scenarios import Scenario
+
+MAX_EVIDENCE = 1000
+ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
+# Exact decimal arithmetic for sums: values with up to this many decimals.
+MAX_DECIMALS = 6
+INT_LIMIT = 2**62
+
+
+@dataclass
+class Candidates:
+    """Alerts found by one detector in one update, before ids are assigned."""
+
+    scenario_index: np.ndarray  # index into the detector's scenarios
+    key: list[str]
+    ts: np.ndarray  # microseconds
+    seq: np.ndarray  # canonical sequence of the trigger row
+    event_id: list[str]
+    value: np.ndarray
+    evidence: list[list[str]]
+    evidence_total: np.ndarray
+
+
+class Detector(Protocol):
+    scenarios: tuple[Scenario, ...]
+
+    def update(self, rows: pl.DataFrame) -> Candidates: ...
+
+    def expire(self, watermark_us: int) -> None: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+    def state_rows(self) -> int: ...
+
+
+def _empty_candidates() -> Candidates:
+    return Candidates(np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0, np.int64), [],
+                      np.zeros(0), [], np.zeros(0, np.int64))
+
+
+class WindowedDetector:
+    """Shared machinery: relevance, retained rows, key grouping, snapshots."""
+
+    value_dtype: pl.DataType = pl.Float64
+
+    def __init__(self, scenarios: tuple[Scenario, ...]):
+        self.scenarios = scenarios
+        first = scenarios[0]
+        self.key = first.key
+        self.where_tree = first.where_tree
+        self.window_us = max(s.window_us for s in scenarios)
+        self.retained = self._empty_rows()
+        self.prev: pl.DataFrame = self._empty_prev()
+        self.max_ts: int | None = None
+
+    # --- relevance -------------------------------------------------------
+    def _empty_rows(self) -> pl.DataFrame:
+        return pl.DataFrame(schema={"_key": pl.String, "_ts": pl.Int64, "_eid": pl.String,
+                                    "_seq": pl.Int64, "_val": self.value_dtype})
+
+    def _empty_prev(self) -> pl.DataFrame:
+        return pl.DataFrame(schema={"_key": pl.String, "_combo": pl.Int64})
+
+    def _fail(self, field: str, message: str) -> ScenarioError:
+        return ScenarioError(message, scenario=self.scenarios[0].id, field=field)
+
+    def relevance(self, rows: pl.DataFrame) -> pl.Expr:
+        if self.key not in rows.columns:
+            raise self._fail("key", f"the events have no column '{self.key}'")
+        expr = pl.col(self.key).is_not_null()
+        if self.where_tree is not None:
+            try:
+                expr = expr & where_lang.to_polars(self.where_tree, rows.schema)
+            except where_lang.WhereTypeError as exc:
+                raise self._fail("where", str(exc)) from None
+        return expr
+
+    def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
+        return pl.lit(None, dtype=self.value_dtype)
+
+    def check_values(self, relevant: pl.DataFrame) -> None:
+        """Raise InputError for a relevant row whose value the metric cannot use."""
+
+    def select_relevant(self, rows: pl.DataFrame) -> pl.DataFrame:
+        mask = self.relevance(rows)
+        keep = [c for c in ("_file", "_row") if c in rows.columns]
+        relevant = rows.filter(mask).select(
+            pl.col(self.key).cast(pl.String).alias("_key"),
+            pl.col("ts").dt.epoch("us").alias("_ts") if rows.schema["ts"] != pl.Int64 else pl.col("ts").alias("_ts"),
+            pl.col("event_id").alias("_eid"),
+            pl.col("_seq"),
+            self.value_expr(rows).alias("_val"),
+            *[pl.col(c) for c in keep],
+        )
+        self.check_values(relevant)
+        return relevant.select(ROW_COLUMNS + ("_val",))
+
+    # --- lifecycle -------------------------------------------------------
+    def update(self, rows: pl.DataFrame) -> Candidates:
+        fresh = self.select_relevant(rows)
+        if fresh.height == 0:
+            return _empty_candidates()
+        n_old = self.retained.height
+        chunk = pl.concat([self.retained, fresh]) if n_old else fresh
+        key_codes = chunk["_key"].cast(pl.Categorical).to_physical().cast(pl.Int64).to_numpy()
+        dense, n_keys = kernels.densify(key_codes)
+        order, group_start = kernels.group_by_code(dense, n_keys)
+        is_new = np.zeros(chunk.height, np.bool_)
+        is_new[n_old:] = True
+        ts = chunk["_ts"].to_numpy()
+        group_first = order[group_start[:-1]]
+        group_keys = chunk["_key"].gather(group_first)
+        cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys)
+        latest = int(ts.max())
+        self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
+        self.retained = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
+        return cands
+
+    def expire(self, watermark_us: int) -> None:
+        """Drop rows no future evaluation (at or after the watermark) can see."""
+        self.retained = self.retained.filter(pl.col("_ts") >= watermark_us - self.window_us)
+
+    def state_rows(self) -> int:
+        return self.retained.height + self.prev.height
+
+    def snapshot(self) -> bytes:
+        buf = io.BytesIO()
+        meta = pl.DataFrame({"signature": [self.signature()], "max_ts": [self.max_ts]},
+                            schema={"signature": pl.String, "max_ts": pl.Int64})
+        for frame in (meta, self.retained, self.prev):
+            part = io.BytesIO()
+            frame.write_ipc(part)
+            data = part.getvalue()
+            buf.write(len(data).to_bytes(8, "little"))
+            buf.write(data)
+        return buf.getvalue()
+
+    def restore(self, data: bytes) -> None:
+        parts = []
+        pos = 0
+        while pos < len(data):
+            size = int.from_bytes(data[pos:pos + 8], "little")
+            parts.append(pl.read_ipc(io.BytesIO(data[pos + 8:pos + 8 + size])))
+            pos += 8 + size
+        meta, retained, prev = parts
+        if meta["signature"][0] != self.signature():
+            raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
+                                "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
+        self.max_ts = meta["max_ts"][0]
+        self.retained = retained
+        self.prev = prev
+
+    def signature(self) -> str:
+        parts = [f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
+                 f"{s.min_distinct}:{s.metric}:{s.op}:{s.threshold}" for s in self.scenarios]
+        return "|".join(parts)
+
+    def evaluate(self, chunk: pl.DataFrame, order: np.ndarray, group_start: np.ndarray,
+                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series) -> Candidates:
+        raise NotImplementedError
+
+    def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (ptr, combos) of scenarios whose condition held at each group's last evaluation."""
+        n_groups = group_keys.len()
+        if self.prev.height == 0:
+            return np.zeros(n_groups + 1, np.int64), np.zeros(0, np.int64)
+        groups = pl.DataFrame({"_key": group_keys, "_g": np.arange(n_groups, dtype=np.int64)})
+        joined = groups.join(self.prev, on="_key", how="inner").sort("_g")
+        counts = np.bincount(joined["_g"].to_numpy(), minlength=n_groups)
+        ptr = np.zeros(n_groups + 1, np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        return ptr, joined["_combo"].to_numpy().astype(np.int64)
+
+    def _set_prev(self, group_keys: pl.Series, groups: np.ndarray, combos: np.ndarray,
+                  decided: np.ndarray) -> None:
+        """Replace prev for the groups in ``decided`` by the (group, combo) pairs given."""
+        decided_keys = group_keys.gather(decided)
+        kept = self.prev.filter(~pl.col("_key").is_in(decided_keys.implode()))
+        fresh = pl.DataFrame({"_key": group_keys.gather(groups), "_combo": combos.astype(np.int64)})
+        self.prev = pl.concat([kept, fresh]) if kept.height else fresh
+
+    def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,
+                    scen: np.ndarray, values: np.ndarray, evidence_rows: list[np.ndarray],
+                    totals: np.ndarray) -> Candidates:
+        picked = order[rows]
+        sub = chunk.select("_key", "_ts", "_eid", "_seq")[picked]
+        eids = chunk["_eid"]
+        evidence = [eids.gather(order[ev]).to_list() for ev in evidence_rows]
+        return Candidates(scen.astype(np.int64), sub["_key"].to_list(), sub["_ts"].to_numpy(),
+                          sub["_seq"].to_numpy(), sub["_eid"].to_list(), values.astype(np.float64),
+                          evidence, totals.astype(np.int64))
+
+
+class CombinationDetector(WindowedDetector):
+    """A pack of ``combination`` scenarios sharing key and ``where`` (one pass for all)."""
+
+    value_dtype = pl.Int32
+
+    def __init__(self, scenarios: tuple[Scenario, ...]):
+        super().__init__(scenarios)
+        names: dict[str, int] = {}
+        for s in scenarios:
+            for item in s.items:
+                names.setdefault(item, len(names))
+        self.item_codes = names
+        ptr = [0]
+        flat: list[int] = []
+        by_item: list[list[int]] = [[] for _ in names]
+        for c, s in enumerate(scenarios):
+            for item in s.items:
+                flat.append(names[item])
+                by_item[names[item]].append(c)
+            ptr.append(len(flat))
+        self.combo_ptr = np.array(ptr, np.int64)
+        self.combo_items = np.array(flat, np.int64)
+        self.item_ptr = np.zeros(len(names) + 1, np.int64)
+        np.cumsum([len(b) for b in by_item], out=self.item_ptr[1:])
+        self.item_combos = np.array([c for b in by_item for c in b], np.int64)
+        self.windows = np.array([s.window_us for s in scenarios], np.int64)
+        self.min_distinct = np.array([s.min_distinct for s in scenarios], np.int64)
+
+    def relevance(self, rows: pl.DataFrame) -> pl.Expr:
+        return super().relevance(rows) & pl.col("item").is_in(list(self.item_codes))
+
+    def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
+        return pl.col("item").replace_strict(self.item_codes, default=None, return_dtype=pl.Int32)
+
+    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys):
+        items = chunk["_val"].to_numpy()[order].astype(np.int64)
+        prev_ptr, prev_combos = self._prev_pairs(group_keys)
+        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.combination_kernel(
+            group_start, ts_sorted, items, new_sorted, len(self.item_codes),
+            self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos,
+            self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE)
+        # Every group of this chunk is decided anew: its final pairs replace the old ones.
+        self._set_prev(group_keys, np.asarray(fin_g, np.int64), np.asarray(fin_c, np.int64),
+                       np.arange(group_keys.len(), dtype=np.int64))
+        rows_a = np.asarray(rows, np.int64)
+        ev_ptr_a = np.asarray(ev_ptr, np.int64)
+        ev_rows_a = np.asarray(ev_rows, np.int64)
+        evidence = [ev_rows_a[ev_ptr_a[k]:ev_ptr_a[k + 1]] for k in range(len(rows_a))]
+        return self._candidates(chunk, order, rows_a, np.asarray(combos, np.int64),
+                                np.asarray(values, np.float64), evidence, np.asarray(ev_total, np.int64))
+
+
+class AggregateDetector(WindowedDetector):
+    """One ``aggregate`` scenario."""
+
+    def __init__(self, scenario: Scenario):
+        self.metric = scenario.metric
+        assert self.metric is not None
+        self.value_dtype = pl.String if self.metric.name == "distinct" else pl.Float64
+        super().__init__((scenario,))
+        self.scenario = scenario
+
+    def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
+        column = self.metric.column
+        if column is None:
+            return pl.lit(None, dtype=self.value_dtype)
+        if column not in rows.columns:
+            raise self._fail("metric", f"{self.metric} reads column '{column}', which the events do not have")
+        if self.metric.name == "distinct":
+            if rows.schema[column] == pl.String:
+                return pl.col(column)
+            return pl.col(column).cast(pl.String)
+        dtype = rows.schema[column]
+        if dtype.is_numeric():
+            return pl.col(column).cast(pl.Float64)
+        return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+    def check_values(self, relevant: pl.DataFrame) -> None:
+        if self.metric.column is None or self.metric.name == "distinct":
+            return
+        bad = relevant.filter(pl.col("_val").is_null() | pl.col("_val").is_nan())
+        if bad.height:
+            first = bad.row(0, named=True)
+            raise InputError(first.get("_file", "<events>"), first.get("_row"), self.metric.column,
+                             None, f"{self.metric} in scenario '{self.scenario.id}' needs a number "
+                             "in every relevant row; this one is empty or not a number")
+
+    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys):
+        s = self.scenario
+        name = self.metric.name
+        n = chunk.height
+        ivals = np.zeros(1, np.int64)
+        fvals = np.zeros(1, np.float64)
+        codes = np.zeros(1, np.int64)
+        n_codes = 0
+        scale = 1.0
+        threshold = Fraction(s.threshold)
+        if name in ("sum", "mean", "min", "max"):
+            fvals = chunk["_val"].to_numpy().astype(np.float64)[order]
+        metric_code = {"count": kernels.M_COUNT, "min": kernels.M_MIN, "max": kernels.M_MAX,
+                       "distinct": kernels.M_DISTINCT}.get(name, -1)
+        if name == "distinct":
+            raw = chunk["_val"].cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+            dense, n_codes = kernels.densify(raw)
+            codes = dense[order]
+        elif name in ("sum", "mean"):
+            exact = _exact_scale(fvals, threshold, n)
+            if exact is not None:
+                d, ivals = exact
+                scale = float(10**d)
+                threshold = threshold * 10**d
+                metric_code = kernels.M_SUM_INT if name == "sum" else kernels.M_MEAN_INT
+            else:
+                metric_code = kernels.M_SUM_FLOAT if name == "sum" else kernels.M_MEAN_FLOAT
+        prev_ptr, _ = self._prev_pairs(group_keys)
+        prev_init = (prev_ptr[1:] - prev_ptr[:-1]) > 0
+        alert, value, wstart, last = kernels.aggregate_kernel(
+            group_start, ts_sorted, ivals, fvals, codes, n_codes, new_sorted, prev_init,
+            metric_code, kernels.OPS[s.op], s.window_us, float(s.threshold),
+            threshold.numerator, threshold.denominator, scale)
+        decided = np.flatnonzero(last >= 0)
+        held = np.flatnonzero(last == 1)
+        self._set_prev(group_keys, held, np.zeros(held.size, np.int64), decided)
+        rows = np.flatnonzero(alert)
+        evidence = [np.arange(wstart[r], min(r + 1, wstart[r] + MAX_EVIDENCE)) for r in rows]
+        totals = rows - wstart[rows] + 1
+        return self._candidates(chunk, order, rows, np.zeros(rows.size, np.int64), value[rows],
+                                evidence, totals)
+
+
+def _exact_scale(values: np.ndarray, threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:
+    """Smallest d such that every value is an integer number of 10**-d, with room to sum them."""
+    if values.size == 0:
+        return 0, np.zeros(0, np.int64)
+    if not np.all(np.isfinite(values)):
+        return None
+    for d in range(MAX_DECIMALS + 1):
+        factor = 10.0**d
+        scaled = np.round(values * factor)
+        if np.all(scaled / factor == values):
+            total = float(np.abs(scaled).sum())
+            t = threshold * 10**d
+            if total * t.denominator >= INT_LIMIT or abs(t.numerator) * max(n, 1) >= INT_LIMIT \
+                    or total >= 2**53:
+                return None
+            return d, scaled.astype(np.int64)
+    return None
+
+
+def build_detectors(scenarios: tuple[Scenario, ...]) -> list[Detector]:
+    """Combinations sharing key and ``where`` form one pack; each aggregate is its own detector."""
+    packs: dict[tuple[str, str], list[Scenario]] = {}
+    detectors: list[Detector] = []
+    for s in scenarios:
+        if s.kind == "combination":
+            tree = "" if s.where_tree is None else where_lang.render(s.where_tree)
+            packs.setdefault((s.key, tree), []).append(s)
+        else:
+            detectors.append(AggregateDetector(s))
+    for members in packs.values():
+        detectors.append(CombinationDetector(tuple(members)))
+    return detectors
+
+
+__all__ = ["Detector", "Candidates", "CombinationDetector", "AggregateDetector", "build_detectors",
+           "MAX_EVIDENCE", "Decimal"]

@@ -1,0 +1,173 @@
+"""The engine: canonical order, lateness, and the detectors' lifecycle.
+
+``Engine.run_batch`` evaluates a whole input at once. ``Engine.push`` feeds
+the same state micro-batch by micro-batch (rows in arrival order): rows are
+held until the watermark (largest ``ts`` seen minus the allowed lateness)
+reaches them, then evaluated in canonical order; rows already below the
+watermark on arrival go to ``late`` with a reason. With no late rows, any
+chunking gives the alerts of one batch run, with the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
+from .detectors import MAX_EVIDENCE, Candidates, Detector, build_detectors
+from .scenarios import ScenarioFile
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class PushResult:
+    alerts: pl.DataFrame
+    late: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+
+class Engine:
+    """Runs one scenario file (one purpose) over events, in batch or micro-batches."""
+
+    def __init__(self, scenarios: ScenarioFile, *, lateness_us: int = 0):
+        self.file = scenarios
+        self.purpose = scenarios.purpose
+        self.lateness_us = lateness_us
+        self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
+        self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
+        self.next_seq = 0
+        self.max_ts: int | None = None
+        self.held: pl.DataFrame | None = None
+        # rows seen per event_id, for SPEC's position of the trigger row among them
+        self.event_rows = pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
+        self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us
+
+    # --- batch -------------------------------------------------------------
+    def run_batch(self, events: pl.DataFrame,
+                  progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+        """All rows at once: canonical order is ts, ties in input order."""
+        rows = self._with_seq(events)
+        ts = rows["ts"].dt.epoch("us")
+        if not ts.is_sorted():
+            rows = rows.sort("ts", maintain_order=True)
+        return self._evaluate(rows, progress, count_events=False)
+
+    # --- stream ------------------------------------------------------------
+    def push(self, events: pl.DataFrame) -> PushResult:
+        """Feed rows in arrival order; returns the alerts they release and the too-late rows."""
+        rows = self._with_seq(events)
+        ts = rows["ts"].dt.epoch("us").to_numpy()
+        before = np.maximum.accumulate(np.concatenate([[self.max_ts if self.max_ts is not None
+                                                         else np.iinfo(np.int64).min], ts]))[:-1]
+        watermark = before - self.lateness_us
+        too_late = ts < watermark
+        late = rows.filter(pl.Series(too_late)).with_columns(
+            pl.lit(f"too late: its ts is below the watermark (largest ts seen minus the allowed "
+                   f"lateness of {self.lateness_us // 1_000_000}s)").alias("reason"))
+        on_time = rows.filter(pl.Series(~too_late))
+        if ts.size:
+            top = int(ts.max())
+            self.max_ts = top if self.max_ts is None else max(self.max_ts, top)
+        held = on_time if self.held is None else pl.concat([self.held, on_time], how="diagonal_relaxed")
+        mark = self.max_ts - self.lateness_us if self.max_ts is not None else None
+        if mark is None or held.height == 0:
+            self.held = held
+            return PushResult(empty_alerts(), late)
+        ready = held.filter(pl.col("ts").dt.epoch("us") <= mark)
+        self.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
+        alerts = self._evaluate(ready.sort(["ts", "_seq"])) if ready.height else empty_alerts()
+        self.expire(mark)
+        return PushResult(alerts, late)
+
+    def flush(self) -> pl.DataFrame:
+        """End of input: evaluate every held row."""
+        if self.held is None or self.held.height == 0:
+            return empty_alerts()
+        ready = self.held.sort(["ts", "_seq"])
+        self.held = None
+        return self._evaluate(ready)
+
+    def expire(self, watermark_us: int) -> None:
+        for det in self.detectors:
+            det.expire(watermark_us)
+        self.event_rows = self.event_rows.filter(pl.col("_last") >= watermark_us - self.horizon_us)
+
+    def state_rows(self) -> int:
+        return sum(d.state_rows() for d in self.detectors)
+
+    # --- internals -----------------------------------------------------------
+    def _with_seq(self, events: pl.DataFrame) -> pl.DataFrame:
+        n = events.height
+        seq = pl.Series("_seq", np.arange(self.next_seq, self.next_seq + n, dtype=np.int64))
+        self.next_seq += n
+        return events.with_columns(seq)
+
+    def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
+                  count_events: bool = True) -> pl.DataFrame:
+        found: list[tuple[Detector, Candidates]] = []
+        for k, det in enumerate(self.detectors):
+            found.append((det, det.update(rows)))
+            if progress:
+                progress(k + 1, len(self.detectors))
+        alerts = self._assemble(rows, found)
+        if count_events:
+            self._count_event_rows(rows)
+        return alerts
+
+    def _count_event_rows(self, rows: pl.DataFrame) -> None:
+        counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
+                                               pl.col("ts").max().dt.epoch("us").alias("_last"))
+        counts = counts.rename({"event_id": "_eid"})
+        merged = pl.concat([self.event_rows, counts])
+        self.event_rows = merged.group_by("_eid").agg(pl.col("_n").sum(), pl.col("_last").max())
+
+    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, Candidates]]) -> pl.DataFrame:
+        parts = []
+        for det, c in found:
+            if len(c.key) == 0:
+                continue
+            scen = [det.scenarios[i] for i in c.scenario_index]
+            parts.append(pl.DataFrame({
+                "_sid": [s.id for s in scen],
+                "_order": [self.order[s.id] for s in scen],
+                "scenario_version": [s.version for s in scen],
+                "key": c.key,
+                "_ts": c.ts,
+                "_seq": c.seq,
+                "trigger_event_id": c.event_id,
+                "value": c.value,
+                "threshold": [s.threshold_value for s in scen],
+                "severity": [s.severity for s in scen],
+                "evidence": pl.Series(c.evidence, dtype=pl.List(pl.String)),
+                "evidence_truncated": c.evidence_total > MAX_EVIDENCE,
+            }, schema_overrides={"_seq": pl.Int64, "_ts": pl.Int64}))
+        if not parts:
+            return empty_alerts()
+        found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
+        positions = self._positions(rows, found_df)
+        ids = [alert_id(self.purpose, sid, ver, key, eid, pos) for sid, ver, key, eid, pos in zip(
+            found_df["_sid"], found_df["scenario_version"], found_df["key"],
+            found_df["trigger_event_id"], positions, strict=True)]
+        return found_df.select(
+            pl.Series("alert_id", ids, dtype=pl.String),
+            pl.lit(self.purpose).alias("purpose"),
+            pl.col("_sid").alias("scenario"),
+            "scenario_version", "key",
+            pl.col("_ts").cast(pl.Datetime("us", "UTC")).alias("ts"),
+            "trigger_event_id", "value", "threshold", "severity", "evidence", "evidence_truncated",
+        ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+
+    def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
+        """Position of each trigger row among the rows sharing its event_id, in canonical order."""
+        wanted = found["trigger_event_id"].unique().implode()
+        same = rows.select("event_id", "_seq").with_row_index("_canon").filter(
+            pl.col("event_id").is_in(wanted))
+        same = same.with_columns(pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p"))
+        earlier = self.event_rows.filter(pl.col("_eid").is_in(wanted))
+        same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
+            (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
+        pos = dict(zip(same["_seq"].to_list(), same["_p"].to_list(), strict=True))
+        return [pos[s] for s in found["_seq"].to_list()]
