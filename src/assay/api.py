@@ -72,5 +72,5 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
 
 def stream(scenarios: ScenarioSource, *, lateness: str | None = None) -> Engine:
     """An engine to feed micro-batches with ``push`` (rows in arrival order) and ``flush``."""
-    lateness_us = parse_duration(lateness) if lateness else 0
+    lateness_us = parse_duration(lateness, allow_zero=True) if lateness else 0
     return Engine(load_scenarios(scenarios), lateness_us=lateness_us)

@@ -9,7 +9,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
-def parse_duration(text: object) -> int:
+def parse_duration(text: object, *, allow_zero: bool = False) -> int:
     """Return the duration in microseconds; raise ValueError with a readable reason."""
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise ValueError(f"expected a duration like '90s', '15m', '72h' or '7d', got {text!r}")
@@ -19,7 +19,7 @@ def parse_duration(text: object) -> int:
     if not match:
         raise ValueError(f"expected a duration like '90s', '15m', '72h' or '7d', got {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
-    if amount <= 0:
+    if amount <= 0 and not allow_zero:
         raise ValueError(f"a window must be longer than zero, got {text!r}")
     return amount * _UNITS[unit] * US_PER_SECOND
 

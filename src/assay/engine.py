@@ -10,6 +10,7 @@ chunking gives the alerts of one batch run, with the same ids.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,7 +21,13 @@ from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Candidates, Detector, build_detectors
 from .scenarios import ScenarioFile
 
-Clock = Callable[[], float]
+DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
+
+
+def _ipc(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    return buf.getvalue()
 
 
 @dataclass
@@ -32,7 +39,8 @@ class PushResult:
 class Engine:
     """Runs one scenario file (one purpose) over events, in batch or micro-batches."""
 
-    def __init__(self, scenarios: ScenarioFile, *, lateness_us: int = 0):
+    def __init__(self, scenarios: ScenarioFile, *, lateness_us: int = 0,
+                 event_horizon_us: int = DEFAULT_EVENT_HORIZON_US):
         self.file = scenarios
         self.purpose = scenarios.purpose
         self.lateness_us = lateness_us
@@ -43,7 +51,9 @@ class Engine:
         self.held: pl.DataFrame | None = None
         # rows seen per event_id, for SPEC's position of the trigger row among them
         self.event_rows = pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
-        self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us
+        # How long a stream remembers how many rows an event_id had (for trigger positions):
+        # rows of one event_id further apart than this are numbered afresh. See docs/semantics.md.
+        self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us + event_horizon_us
 
     # --- batch -------------------------------------------------------------
     def run_batch(self, events: pl.DataFrame,
@@ -60,10 +70,9 @@ class Engine:
         """Feed rows in arrival order; returns the alerts they release and the too-late rows."""
         rows = self._with_seq(events)
         ts = rows["ts"].dt.epoch("us").to_numpy()
-        before = np.maximum.accumulate(np.concatenate([[self.max_ts if self.max_ts is not None
-                                                         else np.iinfo(np.int64).min], ts]))[:-1]
-        watermark = before - self.lateness_us
-        too_late = ts < watermark
+        start = self.max_ts if self.max_ts is not None else np.iinfo(np.int64).min // 2
+        before = np.maximum.accumulate(np.concatenate([[start], ts]))[:-1]
+        too_late = ts < before - self.lateness_us
         late = rows.filter(pl.Series(too_late)).with_columns(
             pl.lit(f"too late: its ts is below the watermark (largest ts seen minus the allowed "
                    f"lateness of {self.lateness_us // 1_000_000}s)").alias("reason"))
@@ -97,6 +106,33 @@ class Engine:
 
     def state_rows(self) -> int:
         return sum(d.state_rows() for d in self.detectors)
+
+    def snapshot(self) -> bytes:
+        """Everything needed to continue elsewhere: detector states, held rows, counters."""
+        held = self.held if self.held is not None else pl.DataFrame()
+        meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts]},
+                            schema={"next_seq": pl.Int64, "max_ts": pl.Int64})
+        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows)]
+        parts += [d.snapshot() for d in self.detectors]
+        return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+
+    def restore(self, data: bytes) -> None:
+        parts = []
+        pos = 0
+        while pos < len(data):
+            size = int.from_bytes(data[pos:pos + 8], "little")
+            parts.append(data[pos + 8:pos + 8 + size])
+            pos += 8 + size
+        if len(parts) != 3 + len(self.detectors):
+            raise ValueError("the checkpoint does not match these scenarios")
+        meta = pl.read_ipc(io.BytesIO(parts[0]))
+        self.next_seq = int(meta["next_seq"][0])
+        self.max_ts = meta["max_ts"][0]
+        held = pl.read_ipc(io.BytesIO(parts[1]))
+        self.held = held if held.width else None
+        self.event_rows = pl.read_ipc(io.BytesIO(parts[2]))
+        for det, part in zip(self.detectors, parts[3:], strict=True):
+            det.restore(part)
 
     # --- internals -----------------------------------------------------------
     def _with_seq(self, events: pl.DataFrame) -> pl.DataFrame:

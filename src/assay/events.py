@@ -52,6 +52,12 @@ def empty_rejects() -> pl.DataFrame:
                                 "value": pl.String, "reason": pl.String})
 
 
+def empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema={"event_id": pl.String, "entity": pl.String, "ts": TS_DTYPE,
+                                "item": pl.String, "amount": pl.Float64, "quantity": pl.Float64,
+                                "counterparty": pl.String, "_file": pl.String, "_row": pl.Int64})
+
+
 def parse_timestamp_literal(text: str) -> object:
     """One timestamp written by a user (in a ``where``), as a timezone-aware datetime."""
     parsed = _parse_ts_strings(pl.Series([text]))
@@ -280,7 +286,7 @@ def read_events(
     names: list[str] = []
     for name, raw in _iter_sources(sources):
         raw = apply_mapping(raw, mapping, name) if mapping else raw
-        if raw.width == 0:
+        if raw.height == 0:
             names.append(name)
             continue
         good, bad = normalize(raw, name, skip_errors=skip_errors)
@@ -290,7 +296,7 @@ def read_events(
         if on_file:
             on_file(name, raw.height)
     if not frames:
-        raise UsageError("no events: the input is empty")
+        frames.append(empty_events())
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     all_rejects = pl.concat(rejects) if rejects else empty_rejects()
     return ReadResult(events, all_rejects, names)

@@ -1,0 +1,141 @@
+"""The command line: a thin layer over the Python API.
+
+Every user error (bad input, bad scenario, bad usage) is one line on stderr
+and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import AssayError, UsageError
+
+DESCRIPTION = "assay: detection scenarios over windowed per-key state (fraud, AML, compliance)."
+
+
+def _parse_map(values: Sequence[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for text in values or []:
+        canonical, sep, original = text.partition("=")
+        if not sep or not canonical or not original:
+            raise UsageError(f"--map expects CANONICAL=COLUMN (e.g. entity=CustomerID), got {text!r}")
+        mapping[canonical.strip()] = original.strip()
+    return mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assay", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"assay {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate scenarios over event files and write alerts",
+                         description="Evaluate SCENARIOS over EVENTS (CSV, CSV.GZ, JSONL or Parquet). "
+                                     "Without --out only a summary is printed.")
+    run.add_argument("scenarios", metavar="SCENARIOS", help="scenario file (YAML)")
+    run.add_argument("events", metavar="EVENTS", nargs="+", help="event files, read in the order given")
+    run.add_argument("--out", metavar="FILE", help="write alerts to FILE (.jsonl, .csv or .parquet)")
+    run.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
+                     help="read a canonical column from another column name, e.g. --map entity=CustomerID "
+                          "(repeatable; overrides the scenario file's input.map)")
+    run.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                     help="bad rows: stop at the first one (default) or skip them into the reject file")
+    run.add_argument("--rejects", metavar="FILE",
+                     help="with --on-error skip: where rejected rows go (default: rejects.jsonl next to "
+                          "--out, or ./rejects.jsonl)")
+    run.add_argument("--quiet", action="store_true", help="print no summary")
+
+    check = sub.add_parser("check", help="validate a scenario file and say what each scenario does",
+                           description="Validate SCENARIOS and print what each scenario will do.")
+    check.add_argument("scenarios", metavar="SCENARIOS", help="scenario file (YAML)")
+
+    demo = sub.add_parser("demo", help="generate a synthetic purchase stream with planted patterns and run "
+                                       "the demo scenarios on it",
+                          description="Build a deterministic synthetic purchase stream (about a million rows) "
+                                      "with planted patterns, run the demo scenario pack, and report what "
+                                      "was caught.")
+    demo.add_argument("--dir", metavar="DIR", default="assay-demo", help="where to write files (default: "
+                                                                         "./assay-demo)")
+    demo.add_argument("--customers", metavar="N", type=int, default=60_000,
+                      help="number of ordinary customers (default 60000, about a million rows)")
+    demo.add_argument("--seed", metavar="N", type=int, default=7, help="random seed (default 7)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(Path(args.dir), customers=args.customers, seed=args.seed)
+    except AssayError as exc:
+        print(f"assay: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("assay: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .scenarios import load_scenarios
+
+    spec = load_scenarios(Path(args.scenarios))
+    print(f"{spec.source}: {len(spec.scenarios)} scenario(s), purpose '{spec.purpose}'")
+    if spec.mapping:
+        pairs = ", ".join(f"{k}={v}" for k, v in spec.mapping.items())
+        print(f"  input columns: {pairs}")
+    for s in spec.scenarios:
+        print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .alerts import write_alerts
+    from .api import run_detailed
+    from .progress import Progress
+
+    mapping = _parse_map(args.map)
+    paths = [Path(p) for p in args.events]
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file")
+    if args.out and not args.out.lower().endswith((".jsonl", ".csv", ".parquet")):
+        raise UsageError(f"--out {args.out}: use a .jsonl, .csv or .parquet file name")
+    total_bytes = sum(p.stat().st_size for p in paths)
+    with Progress(total_bytes, enabled=not args.quiet) as progress:
+        result = run_detailed(Path(args.scenarios), [str(p) for p in paths], mapping=mapping,
+                              on_error="skip" if args.on_error == "skip" else "raise",
+                              on_file=progress.file_done, on_detector=progress.detector_done)
+    written = time.perf_counter()
+    if args.out:
+        write_alerts(result.alerts, args.out)
+    rejects_path = None
+    if result.rejects.height:
+        rejects_path = Path(args.rejects) if args.rejects else (
+            Path(args.out).with_name("rejects.jsonl") if args.out else Path("rejects.jsonl"))
+        rejects_path.parent.mkdir(parents=True, exist_ok=True)
+        result.rejects.write_ndjson(rejects_path)
+    result.seconds += time.perf_counter() - written
+    if not args.quiet:
+        from .summary import print_summary
+
+        print_summary(result, out=args.out, rejects=rejects_path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
