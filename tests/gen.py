@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from reference import RefScenario
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BASE_US = 1_700_000_000 * 1_000_000
 ENTITIES = ["a", "b", "ü-3"]
 ITEMS = ["x", "y", "z", "ñ", "日本"]
@@ -139,7 +141,7 @@ def comparable(alerts: pl.DataFrame) -> list[dict]:
     for a in alerts.iter_rows(named=True):
         out.append({
             "alert_id": a["alert_id"], "scenario": a["scenario"], "key": a["key"],
-            "ts": int(a["ts"].timestamp() * 1_000_000) if hasattr(a["ts"], "timestamp") else a["ts"],
+            "ts": (a["ts"] - EPOCH) // timedelta(microseconds=1),
             "trigger_event_id": a["trigger_event_id"], "value": a["value"], "threshold": a["threshold"],
             "evidence": list(a["evidence"]), "evidence_truncated": a["evidence_truncated"],
         })

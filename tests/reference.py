@@ -91,8 +91,11 @@ def reference_alerts(purpose: str, scenarios: list[RefScenario], events: list[di
             prev = False
             for n, i in enumerate(idxs):
                 t = ordered[i]["ts"]
-                window_idx = [j for j in idxs[: n + 1] if ordered[j]["ts"] >= t - s.window_s * US]
-                window = [ordered[j] for j in window_idx]
+                # rows up to and including r_i, back to the first one at or after t_i - window
+                start = n
+                while start > 0 and ordered[idxs[start - 1]]["ts"] >= t - s.window_s * US:
+                    start -= 1
+                window = [ordered[j] for j in idxs[start: n + 1]]
                 value = _value(s, window)
                 threshold = Decimal(s.min_distinct) if s.kind == "combination" else s.threshold
                 op = ">=" if s.kind == "combination" else s.op

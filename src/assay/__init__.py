@@ -9,7 +9,14 @@ from .api import RunResult, run, run_detailed, stream
 from .engine import Engine
 from .errors import AssayError, InputError, ScenarioError, UsageError
 from .events import read_events
-from .scenarios import Metric, Scenario, ScenarioFile, build_scenario, load_scenarios, parse_scenarios
+from .scenarios import (
+    Metric,
+    Scenario,
+    ScenarioFile,
+    build_scenario,
+    load_scenarios,
+    parse_scenarios,
+)
 
 __version__ = "0.1.0"
 

@@ -73,7 +73,7 @@ def read_alerts(path: str | Path) -> pl.DataFrame:
         frame = pl.read_csv(path, schema_overrides={"key": pl.String, "trigger_event_id": pl.String})
         return frame.with_columns(
             pl.col("ts").str.to_datetime(time_zone="UTC", time_unit="us"),
-            pl.col("evidence").map_elements(json.loads, return_dtype=pl.List(pl.String)))
+            pl.col("evidence").str.json_decode(pl.List(pl.String)))
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows:
         return empty_alerts()

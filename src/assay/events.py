@@ -179,6 +179,10 @@ def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool) -> tuple[p
         frame = frame.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
     if "_file" not in frame.columns:
         frame = frame.with_columns(pl.lit(source, dtype=pl.String).alias("_file"))
+    if "alert_id" in frame.columns:
+        raise InputError(source, None, "alert_id", "-",
+                         "this is an alert file, not events: alerts are never an input to scenarios "
+                         "(purpose limitation, docs/purpose.md)")
     for col in REQUIRED:
         if col not in frame.columns:
             raise InputError(source, None, col, "-",
