@@ -12,17 +12,18 @@ continues exactly where the original would have.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from . import kernels
 from . import where as where_lang
 from .errors import InputError, ScenarioError
+from .keys import dense_codes
 from .scenarios import Scenario
 
 MAX_EVIDENCE = 1000
@@ -30,26 +31,23 @@ ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
 # Exact decimal arithmetic for sums: values with up to this many decimals.
 MAX_DECIMALS = 6
 INT_LIMIT = 2**62
-
-
-@dataclass
-class Candidates:
-    """Alerts found by one detector in one update, before ids are assigned."""
-
-    scenario_index: np.ndarray  # index into the detector's scenarios
-    key: list[str]
-    ts: np.ndarray  # microseconds
-    seq: np.ndarray  # canonical sequence of the trigger row
-    event_id: list[str]
-    value: np.ndarray
-    evidence: list[list[str]]
-    evidence_total: np.ndarray
+CANDIDATE_SCHEMA = {"_scen": pl.Int64, "key": pl.String, "_ts": pl.Int64, "_seq": pl.Int64,
+                    "trigger_event_id": pl.String, "value": pl.Float64,
+                    "evidence": pl.List(pl.String), "_total": pl.Int64}
 
 
 class Detector(Protocol):
+    """The lifecycle every detector follows (one conformance test runs over all kinds)."""
+
     scenarios: tuple[Scenario, ...]
 
-    def update(self, rows: pl.DataFrame) -> Candidates: ...
+    def relevance(self, rows: pl.DataFrame) -> pl.Expr:
+        """Which rows the detector reads (its scenarios' relevant rows)."""
+        ...
+
+    def update(self, rows: pl.DataFrame, *, retain: bool = True) -> pl.DataFrame:
+        """Evaluate the next rows (canonical order); return alert candidates (CANDIDATE_SCHEMA)."""
+        ...
 
     def expire(self, watermark_us: int) -> None: ...
 
@@ -60,9 +58,8 @@ class Detector(Protocol):
     def state_rows(self) -> int: ...
 
 
-def _empty_candidates() -> Candidates:
-    return Candidates(np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0, np.int64), [],
-                      np.zeros(0), [], np.zeros(0, np.int64))
+def empty_candidates() -> pl.DataFrame:
+    return pl.DataFrame(schema=CANDIDATE_SCHEMA)
 
 
 class WindowedDetector:
@@ -111,36 +108,38 @@ class WindowedDetector:
     def select_relevant(self, rows: pl.DataFrame) -> pl.DataFrame:
         mask = self.relevance(rows)
         keep = [c for c in ("_file", "_row") if c in rows.columns]
-        relevant = rows.filter(mask).select(
-            pl.col(self.key).cast(pl.String).alias("_key"),
-            pl.col("ts").dt.epoch("us").alias("_ts") if rows.schema["ts"] != pl.Int64 else pl.col("ts").alias("_ts"),
+        ts = pl.col("ts").dt.epoch("us") if rows.schema["ts"] != pl.Int64 else pl.col("ts")
+        key = pl.col(self.key)
+        relevant = rows.lazy().filter(mask).select(
+            (key if rows.schema[self.key] == pl.String else key.cast(pl.String)).alias("_key"),
+            ts.alias("_ts"),
             pl.col("event_id").alias("_eid"),
             pl.col("_seq"),
             self.value_expr(rows).alias("_val"),
             *[pl.col(c) for c in keep],
-        )
+        ).collect()
         self.check_values(relevant)
         return relevant.select(ROW_COLUMNS + ("_val",))
 
     # --- lifecycle -------------------------------------------------------
-    def update(self, rows: pl.DataFrame) -> Candidates:
+    def update(self, rows: pl.DataFrame, *, retain: bool = True) -> pl.DataFrame:
+        """``retain=False``: no rows follow (a batch run), so keep no window state."""
         fresh = self.select_relevant(rows)
         if fresh.height == 0:
-            return _empty_candidates()
+            return empty_candidates()
         n_old = self.retained.height
         chunk = pl.concat([self.retained, fresh]) if n_old else fresh
-        key_codes = chunk["_key"].cast(pl.Categorical).to_physical().cast(pl.Int64).to_numpy()
-        dense, n_keys = kernels.densify(key_codes)
+        dense, n_keys = dense_codes(chunk["_key"])
         order, group_start = kernels.group_by_code(dense, n_keys)
         is_new = np.zeros(chunk.height, np.bool_)
         is_new[n_old:] = True
         ts = chunk["_ts"].to_numpy()
-        group_first = order[group_start[:-1]]
-        group_keys = chunk["_key"].gather(group_first)
+        group_keys = chunk["_key"].gather(order[group_start[:-1]])
         cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys)
         latest = int(ts.max())
         self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
-        self.retained = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
+        if retain:
+            self.retained = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
         return cands
 
     def expire(self, watermark_us: int) -> None:
@@ -183,7 +182,7 @@ class WindowedDetector:
         return "|".join(parts)
 
     def evaluate(self, chunk: pl.DataFrame, order: np.ndarray, group_start: np.ndarray,
-                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series) -> Candidates:
+                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series) -> pl.DataFrame:
         raise NotImplementedError
 
     def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -207,15 +206,23 @@ class WindowedDetector:
         self.prev = pl.concat([kept, fresh]) if kept.height else fresh
 
     def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,
-                    scen: np.ndarray, values: np.ndarray, evidence_rows: list[np.ndarray],
-                    totals: np.ndarray) -> Candidates:
+                    scen: np.ndarray, values: np.ndarray, ev_ptr: np.ndarray, ev_rows: np.ndarray,
+                    totals: np.ndarray) -> pl.DataFrame:
+        """Alert candidates; evidence arrives flat (rows in sorted order, one offset per alert)."""
         picked = order[rows]
         sub = chunk.select("_key", "_ts", "_eid", "_seq")[picked]
-        eids = chunk["_eid"]
-        evidence = [eids.gather(order[ev]).to_list() for ev in evidence_rows]
-        return Candidates(scen.astype(np.int64), sub["_key"].to_list(), sub["_ts"].to_numpy(),
-                          sub["_seq"].to_numpy(), sub["_eid"].to_list(), values.astype(np.float64),
-                          evidence, totals.astype(np.int64))
+        flat = chunk["_eid"].gather(order[ev_rows]).cast(pl.String).to_arrow()
+        evidence = pa.LargeListArray.from_arrays(pa.array(ev_ptr.astype(np.int64)), flat)
+        return pl.DataFrame({
+            "_scen": scen.astype(np.int64),
+            "key": sub["_key"],
+            "_ts": sub["_ts"],
+            "_seq": sub["_seq"],
+            "trigger_event_id": sub["_eid"],
+            "value": values.astype(np.float64),
+            "evidence": pl.Series(pl.from_arrow(evidence)).cast(pl.List(pl.String)),
+            "_total": totals.astype(np.int64),
+        }, schema=CANDIDATE_SCHEMA)
 
 
 class CombinationDetector(WindowedDetector):
@@ -260,14 +267,9 @@ class CombinationDetector(WindowedDetector):
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos,
             self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE)
         # Every group of this chunk is decided anew: its final pairs replace the old ones.
-        self._set_prev(group_keys, np.asarray(fin_g, np.int64), np.asarray(fin_c, np.int64),
-                       np.arange(group_keys.len(), dtype=np.int64))
-        rows_a = np.asarray(rows, np.int64)
-        ev_ptr_a = np.asarray(ev_ptr, np.int64)
-        ev_rows_a = np.asarray(ev_rows, np.int64)
-        evidence = [ev_rows_a[ev_ptr_a[k]:ev_ptr_a[k + 1]] for k in range(len(rows_a))]
-        return self._candidates(chunk, order, rows_a, np.asarray(combos, np.int64),
-                                np.asarray(values, np.float64), evidence, np.asarray(ev_total, np.int64))
+        self._set_prev(group_keys, fin_g, fin_c, np.arange(group_keys.len(), dtype=np.int64))
+        return self._candidates(chunk, order, rows, combos, values.astype(np.float64), ev_ptr, ev_rows,
+                                ev_total)
 
 
 class AggregateDetector(WindowedDetector):
@@ -320,8 +322,7 @@ class AggregateDetector(WindowedDetector):
         metric_code = {"count": kernels.M_COUNT, "min": kernels.M_MIN, "max": kernels.M_MAX,
                        "distinct": kernels.M_DISTINCT}.get(name, -1)
         if name == "distinct":
-            raw = chunk["_val"].cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
-            dense, n_codes = kernels.densify(raw)
+            dense, n_codes = dense_codes(chunk["_val"])
             codes = dense[order]
         elif name in ("sum", "mean"):
             exact = _exact_scale(fvals, threshold, n)
@@ -342,10 +343,13 @@ class AggregateDetector(WindowedDetector):
         held = np.flatnonzero(last == 1)
         self._set_prev(group_keys, held, np.zeros(held.size, np.int64), decided)
         rows = np.flatnonzero(alert)
-        evidence = [np.arange(wstart[r], min(r + 1, wstart[r] + MAX_EVIDENCE)) for r in rows]
         totals = rows - wstart[rows] + 1
+        lengths = np.minimum(totals, MAX_EVIDENCE)
+        ev_ptr = np.zeros(rows.size + 1, np.int64)
+        np.cumsum(lengths, out=ev_ptr[1:])
+        ev_rows = np.repeat(wstart[rows], lengths) + (np.arange(ev_ptr[-1]) - np.repeat(ev_ptr[:-1], lengths))
         return self._candidates(chunk, order, rows, np.zeros(rows.size, np.int64), value[rows],
-                                evidence, totals)
+                                ev_ptr, ev_rows, totals)
 
 
 def _exact_scale(values: np.ndarray, threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:
@@ -382,5 +386,5 @@ def build_detectors(scenarios: tuple[Scenario, ...]) -> list[Detector]:
     return detectors
 
 
-__all__ = ["Detector", "Candidates", "CombinationDetector", "AggregateDetector", "build_detectors",
-           "MAX_EVIDENCE", "Decimal"]
+__all__ = ["Detector", "CombinationDetector", "AggregateDetector", "build_detectors", "MAX_EVIDENCE",
+           "Decimal", "empty_candidates"]

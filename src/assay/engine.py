@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
-from .detectors import MAX_EVIDENCE, Candidates, Detector, build_detectors
+from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .scenarios import ScenarioFile
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
@@ -63,7 +63,7 @@ class Engine:
         ts = rows["ts"].dt.epoch("us")
         if not ts.is_sorted():
             rows = rows.sort("ts", maintain_order=True)
-        return self._evaluate(rows, progress, count_events=False)
+        return self._evaluate(rows, progress, batch=True)
 
     # --- stream ------------------------------------------------------------
     def push(self, events: pl.DataFrame) -> PushResult:
@@ -142,14 +142,14 @@ class Engine:
         return events.with_columns(seq)
 
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
-                  count_events: bool = True) -> pl.DataFrame:
-        found: list[tuple[Detector, Candidates]] = []
+                  batch: bool = False) -> pl.DataFrame:
+        found: list[tuple[Detector, pl.DataFrame]] = []
         for k, det in enumerate(self.detectors):
-            found.append((det, det.update(rows)))
+            found.append((det, det.update(rows, retain=not batch)))
             if progress:
                 progress(k + 1, len(self.detectors))
         alerts = self._assemble(rows, found)
-        if count_events:
+        if not batch:
             self._count_event_rows(rows)
         return alerts
 
@@ -160,26 +160,20 @@ class Engine:
         merged = pl.concat([self.event_rows, counts])
         self.event_rows = merged.group_by("_eid").agg(pl.col("_n").sum(), pl.col("_last").max())
 
-    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, Candidates]]) -> pl.DataFrame:
+    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
         parts = []
-        for det, c in found:
-            if len(c.key) == 0:
+        for det, cands in found:
+            if cands.height == 0:
                 continue
-            scen = [det.scenarios[i] for i in c.scenario_index]
-            parts.append(pl.DataFrame({
-                "_sid": [s.id for s in scen],
-                "_order": [self.order[s.id] for s in scen],
-                "scenario_version": [s.version for s in scen],
-                "key": c.key,
-                "_ts": c.ts,
-                "_seq": c.seq,
-                "trigger_event_id": c.event_id,
-                "value": c.value,
-                "threshold": [s.threshold_value for s in scen],
-                "severity": [s.severity for s in scen],
-                "evidence": pl.Series(c.evidence, dtype=pl.List(pl.String)),
-                "evidence_truncated": c.evidence_total > MAX_EVIDENCE,
-            }, schema_overrides={"_seq": pl.Int64, "_ts": pl.Int64}))
+            table = pl.DataFrame({
+                "_scen": np.arange(len(det.scenarios), dtype=np.int64),
+                "_sid": [s.id for s in det.scenarios],
+                "_order": [self.order[s.id] for s in det.scenarios],
+                "scenario_version": [s.version for s in det.scenarios],
+                "threshold": [s.threshold_value for s in det.scenarios],
+                "severity": [s.severity for s in det.scenarios],
+            })
+            parts.append(cands.join(table, on="_scen", how="left"))
         if not parts:
             return empty_alerts()
         found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
@@ -193,17 +187,18 @@ class Engine:
             pl.col("_sid").alias("scenario"),
             "scenario_version", "key",
             pl.col("_ts").cast(pl.Datetime("us", "UTC")).alias("ts"),
-            "trigger_event_id", "value", "threshold", "severity", "evidence", "evidence_truncated",
+            "trigger_event_id", "value", "threshold", "severity", "evidence",
+            (pl.col("_total") > MAX_EVIDENCE).alias("evidence_truncated"),
         ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
 
     def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
         wanted = found["trigger_event_id"].unique().implode()
-        same = rows.select("event_id", "_seq").with_row_index("_canon").filter(
-            pl.col("event_id").is_in(wanted))
-        same = same.with_columns(pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p"))
+        same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
+            pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
         earlier = self.event_rows.filter(pl.col("_eid").is_in(wanted))
-        same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
-            (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
-        pos = dict(zip(same["_seq"].to_list(), same["_p"].to_list(), strict=True))
-        return [pos[s] for s in found["_seq"].to_list()]
+        if earlier.height:
+            same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
+                (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
+        pos = found.select("_seq").join(same.select("_seq", "_p"), on="_seq", how="left", maintain_order="left")
+        return pos["_p"].to_list()

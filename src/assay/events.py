@@ -290,7 +290,7 @@ def read_events(
     names: list[str] = []
     for name, raw in _iter_sources(sources):
         raw = apply_mapping(raw, mapping, name) if mapping else raw
-        if raw.height == 0:
+        if raw.width == 0:
             names.append(name)
             continue
         good, bad = normalize(raw, name, skip_errors=skip_errors)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.typed import List
 
 OP_GT, OP_GE, OP_LT, OP_LE, OP_EQ = 0, 1, 2, 3, 4
 OPS = {">": OP_GT, ">=": OP_GE, "<": OP_LT, "<=": OP_LE, "==": OP_EQ}
@@ -47,18 +46,40 @@ def _cmp_float(a: float, op: int, b: float) -> bool:
 
 @njit(cache=True)
 def group_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable counting sort by dense code: (order, group_start) with one group per code."""
-    counts = np.zeros(n_codes + 1, np.int64)
-    for c in codes:
-        counts[c + 1] += 1
+    """Stable sort of rows by dense code: (order, group_start), one group per code.
+
+    LSD radix sort on 11-bit digits: two or three cache-friendly passes beat one
+    counting-sort scatter into a million buckets.
+    """
+    n = codes.shape[0]
+    keys = codes.copy()
+    order = np.arange(n)
+    keys2 = np.empty(n, np.int64)
+    order2 = np.empty(n, np.int64)
+    bits = 0
+    while (1 << bits) < n_codes:
+        bits += 11
+    shift = 0
+    while shift < bits:
+        counts = np.zeros(2049, np.int64)
+        for i in range(n):
+            counts[((keys[i] >> shift) & 2047) + 1] += 1
+        for k in range(2048):
+            counts[k + 1] += counts[k]
+        for i in range(n):
+            d = (keys[i] >> shift) & 2047
+            p = counts[d]
+            keys2[p] = keys[i]
+            order2[p] = order[i]
+            counts[d] += 1
+        keys, keys2 = keys2, keys
+        order, order2 = order2, order
+        shift += 11
+    group_start = np.zeros(n_codes + 1, np.int64)
+    for i in range(n):
+        group_start[codes[i] + 1] += 1
     for k in range(n_codes):
-        counts[k + 1] += counts[k]
-    group_start = counts.copy()
-    order = np.empty(codes.shape[0], np.int64)
-    for i in range(codes.shape[0]):
-        c = codes[i]
-        order[counts[c]] = i
-        counts[c] += 1
+        group_start[k + 1] += group_start[k]
     return order, group_start
 
 
@@ -184,6 +205,15 @@ def aggregate_kernel(group_start, ts, ivals, fvals, codes, n_codes, is_new, prev
 
 
 @njit(cache=True)
+def _grow(buf: np.ndarray, n: int) -> np.ndarray:
+    if n < buf.shape[0]:
+        return buf
+    bigger = np.empty(max(16, buf.shape[0] * 2), buf.dtype)
+    bigger[:n] = buf[:n]
+    return bigger
+
+
+@njit(cache=True)
 def combination_kernel(group_start, ts, items, is_new, n_items,
                        combo_ptr, combo_items, item_ptr, item_combos, windows, min_distinct,
                        prev_ptr, prev_combos, max_evidence):
@@ -192,6 +222,8 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
     The number of distinct listed items in the window of row i is the number of
     listed items whose latest occurrence up to i is at or after t_i - window,
     so one "last seen" time per item and key serves every scenario of the pack.
+    Returns (alert rows, combos, values, evidence ptr, evidence rows, evidence totals,
+    final (group, combo) pairs whose condition held at the group's last evaluation).
     """
     n_groups = group_start.shape[0] - 1
     n_combos = windows.shape[0]
@@ -202,15 +234,18 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
     touched_combos = np.empty(max(n_combos, 1), np.int64)
     combo_touched = np.zeros(max(n_combos, 1), np.bool_)
     member = np.zeros(max(n_items, 1), np.bool_)
-    out_row = List.empty_list(np.int64)
-    out_combo = List.empty_list(np.int64)
-    out_value = List.empty_list(np.int64)
-    ev_total = List.empty_list(np.int64)
-    ev_ptr = List.empty_list(np.int64)
-    ev_rows = List.empty_list(np.int64)
-    ev_ptr.append(0)
-    fin_group = List.empty_list(np.int64)
-    fin_combo = List.empty_list(np.int64)
+    out_row = np.empty(16, np.int64)
+    out_combo = np.empty(16, np.int64)
+    out_value = np.empty(16, np.int64)
+    ev_total = np.empty(16, np.int64)
+    ev_ptr = np.empty(17, np.int64)
+    ev_rows = np.empty(16, np.int64)
+    fin_group = np.empty(16, np.int64)
+    fin_combo = np.empty(16, np.int64)
+    n_out = 0
+    n_ev = 0
+    n_fin = 0
+    ev_ptr[0] = 0
     for g in range(n_groups):
         a = group_start[g]
         b = group_start[g + 1]
@@ -241,9 +276,14 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                         cnt += 1
                 cond = cnt >= min_distinct[c]
                 if cond and not prev[c]:
-                    out_row.append(i)
-                    out_combo.append(c)
-                    out_value.append(cnt)
+                    out_row = _grow(out_row, n_out)
+                    out_combo = _grow(out_combo, n_out)
+                    out_value = _grow(out_value, n_out)
+                    ev_total = _grow(ev_total, n_out)
+                    ev_ptr = _grow(ev_ptr, n_out + 1)
+                    out_row[n_out] = i
+                    out_combo[n_out] = c
+                    out_value[n_out] = cnt
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = True
                     k = i
@@ -253,10 +293,13 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                     for r in range(k, i + 1):
                         if member[items[r]]:
                             if total < max_evidence:
-                                ev_rows.append(r)
+                                ev_rows = _grow(ev_rows, n_ev)
+                                ev_rows[n_ev] = r
+                                n_ev += 1
                             total += 1
-                    ev_total.append(total)
-                    ev_ptr.append(len(ev_rows))
+                    ev_total[n_out] = total
+                    n_out += 1
+                    ev_ptr[n_out] = n_ev
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = False
                 prev[c] = cond
@@ -269,8 +312,64 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
         for k in range(n_tc):
             c = touched_combos[k]
             if prev[c]:
-                fin_group.append(g)
-                fin_combo.append(c)
+                fin_group = _grow(fin_group, n_fin)
+                fin_combo = _grow(fin_combo, n_fin)
+                fin_group[n_fin] = g
+                fin_combo[n_fin] = c
+                n_fin += 1
             prev[c] = False
             combo_touched[c] = False
-    return out_row, out_combo, out_value, ev_ptr, ev_rows, ev_total, fin_group, fin_combo
+    return (out_row[:n_out], out_combo[:n_out], out_value[:n_out], ev_ptr[:n_out + 1],
+            ev_rows[:n_ev], ev_total[:n_out], fin_group[:n_fin], fin_combo[:n_fin])
+
+
+@njit(cache=True)
+def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense codes 0..n-1 (in order of first appearance) from 64-bit hashes; -1 where not valid.
+
+    Also returns the row of each code's first appearance, so that the caller can verify
+    that every row's value equals its code's first value (no two values share a hash).
+    The table grows with the number of distinct values, not rows, to stay in cache.
+    """
+    n = hashes.shape[0]
+    cap = 1 << 12
+    mask = np.uint64(cap - 1)
+    slot_hash = np.empty(cap, np.uint64)
+    slot_code = np.full(cap, -1, np.int64)
+    codes = np.empty(n, np.int64)
+    first = np.empty(max(n, 1), np.int64)
+    count = 0
+    for i in range(n):
+        if not valid[i]:
+            codes[i] = -1
+            continue
+        h = hashes[i]
+        s = (h ^ (h >> np.uint64(29))) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:
+                slot_code[s] = count
+                slot_hash[s] = h
+                first[count] = i
+                codes[i] = count
+                count += 1
+                break
+            if slot_hash[s] == h:
+                codes[i] = c
+                break
+            s = (s + np.uint64(1)) & mask
+        if 2 * count > cap:
+            cap *= 4
+            mask = np.uint64(cap - 1)
+            new_hash = np.empty(cap, np.uint64)
+            new_code = np.full(cap, -1, np.int64)
+            for k in range(count):
+                hk = hashes[first[k]]
+                t = (hk ^ (hk >> np.uint64(29))) & mask
+                while new_code[t] >= 0:
+                    t = (t + np.uint64(1)) & mask
+                new_code[t] = k
+                new_hash[t] = hk
+            slot_hash = new_hash
+            slot_code = new_code
+    return codes, first[:count], count
