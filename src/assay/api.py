@@ -62,7 +62,9 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     started = time.perf_counter()
     spec = load_scenarios(scenarios)
     merged = {**spec.mapping, **(mapping or {})}
-    read: ReadResult = read_events(events, mapping=merged, skip_errors=on_error == "skip", on_file=on_file)
+    needed = set().union(*(s.columns() for s in spec.scenarios))
+    read: ReadResult = read_events(events, mapping=merged, skip_errors=on_error == "skip", on_file=on_file,
+                                   columns=needed)
     read_done = time.perf_counter()
     engine = Engine(spec)
     alerts = engine.run_batch(read.events, progress=on_detector)

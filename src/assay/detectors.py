@@ -262,7 +262,7 @@ class CombinationDetector(WindowedDetector):
     def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys):
         items = chunk["_val"].to_numpy()[order].astype(np.int64)
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
-        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.combination_kernel(
+        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel(
             group_start, ts_sorted, items, new_sorted, len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos,
             self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE)

@@ -103,7 +103,8 @@ def _to_timestamp(s: pl.Series) -> pl.Series:
     return _parse_ts_strings(s.cast(pl.String))
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, wanted: set[str] | None = None) -> pl.DataFrame:
+    """Read one file; with ``wanted``, only those of its columns (projection)."""
     name = path.name.lower()
     try:
         if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
@@ -112,11 +113,18 @@ def _read_file(path: Path) -> pl.DataFrame:
             if name.endswith(".gz"):
                 with gzip.open(path, "rb") as fh:
                     source = io.BytesIO(fh.read())
-            return pl.read_csv(source, separator=sep, infer_schema=False)
+            header = pl.read_csv(source, separator=sep, infer_schema=False, n_rows=0).columns
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            columns = [c for c in header if wanted is None or c in wanted]
+            return pl.read_csv(source, separator=sep, infer_schema=False, columns=columns or None)
         if name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
-            return _read_jsonl(path)
+            frame = _read_jsonl(path)
+            return frame.select([c for c in frame.columns if wanted is None or c in wanted])
         if name.endswith((".parquet", ".pq")):
-            return pl.read_parquet(path)
+            schema = pl.read_parquet_schema(path)
+            columns = [c for c in schema if wanted is None or c in wanted]
+            return pl.read_parquet(path, columns=columns)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as exc:
         if isinstance(exc, pl.exceptions.NoDataError):
             return pl.DataFrame()
@@ -173,8 +181,13 @@ def apply_mapping(frame: pl.DataFrame, mapping: Mapping[str, str], source: str) 
     return frame.rename(renames)
 
 
-def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate and type one input. Returns (good rows, rejects)."""
+def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool,
+              strip: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate and type one input. Returns (good rows, rejects).
+
+    ``strip``: trim white space around text values (CSV); typed inputs (Parquet,
+    frames) keep their strings as they are. Empty strings are empty values either way.
+    """
     if "_row" not in frame.columns:
         frame = frame.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
     if "_file" not in frame.columns:
@@ -201,12 +214,14 @@ def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool) -> tuple[p
         elif col in NUMERIC_DEFAULTS:
             out[col] = _numeric(frame, col, problems).fill_null(NUMERIC_DEFAULTS[col])
         elif col in TEXT_COLUMNS:
-            text = _text(s)
+            text = _text(s, strip)
             if col in ("event_id", "entity"):
                 _flag(frame, col, text.is_null(), problems, "empty; this column is required")
             out[col] = text
-        elif s.dtype == pl.String:
+        elif s.dtype == pl.String and strip:
             out[col] = _infer_attribute(s)
+        elif s.dtype == pl.String:
+            out[col] = _text(s, strip)
         else:
             out[col] = s
     for col, default in NUMERIC_DEFAULTS.items():
@@ -228,9 +243,13 @@ def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool) -> tuple[p
     return typed.select([*ordered, *rest, *PROVENANCE]), rejects
 
 
-def _text(s: pl.Series) -> pl.Series:
+def _text(s: pl.Series, strip: bool = True) -> pl.Series:
     text = s if s.dtype == pl.String else s.cast(pl.String)
-    return text.str.strip_chars().replace("", None)
+    if strip:
+        text = text.str.strip_chars()
+    if not (text.str.len_bytes() == 0).any():
+        return text
+    return pl.select(pl.when(text.str.len_bytes() == 0).then(None).otherwise(text).alias(text.name)).to_series()
 
 
 def _numeric(frame: pl.DataFrame, col: str, problems: list[pl.DataFrame]) -> pl.Series:
@@ -282,18 +301,27 @@ def read_events(
     mapping: Mapping[str, str] | None = None,
     skip_errors: bool = False,
     on_file: Callable[[str, int], None] | None = None,
+    columns: set[str] | None = None,
 ) -> ReadResult:
-    """Read paths or an in-memory frame (Polars, pandas, Arrow) into canonical events."""
+    """Read paths or an in-memory frame (Polars, pandas, Arrow) into canonical events.
+
+    ``columns``: the canonical columns a run needs (files are read with projection);
+    the required ones are always read.
+    """
     mapping = dict(mapping or {})
+    wanted = None
+    if columns is not None:
+        wanted = {mapping.get(c, c) for c in set(columns) | set(REQUIRED)} | set(mapping.values())
+        wanted.add("alert_id")  # so that an alert file is recognised and refused
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
     names: list[str] = []
-    for name, raw in _iter_sources(sources):
+    for name, raw, text_format in _iter_sources(sources, wanted):
         raw = apply_mapping(raw, mapping, name) if mapping else raw
         if raw.width == 0:
             names.append(name)
             continue
-        good, bad = normalize(raw, name, skip_errors=skip_errors)
+        good, bad = normalize(raw, name, skip_errors=skip_errors, strip=text_format)
         frames.append(good)
         rejects.append(bad)
         names.append(name)
@@ -306,21 +334,22 @@ def read_events(
     return ReadResult(events, all_rejects, names)
 
 
-def _iter_sources(sources: object) -> Iterable[tuple[str, pl.DataFrame]]:
+def _iter_sources(sources: object, wanted: set[str] | None) -> Iterable[tuple[str, pl.DataFrame, bool]]:
+    """(name, frame, is a text format) for each source."""
     if isinstance(sources, str | Path):
         sources = [sources]
     if isinstance(sources, pl.DataFrame):
-        yield "<dataframe>", sources
+        yield "<dataframe>", sources, False
         return
     if isinstance(sources, pl.LazyFrame):
-        yield "<dataframe>", sources.collect()
+        yield "<dataframe>", sources.collect(), False
         return
     module = type(sources).__module__.split(".")[0]
     if module == "pyarrow":
-        yield "<arrow table>", pl.DataFrame(pl.from_arrow(sources))
+        yield "<arrow table>", pl.DataFrame(pl.from_arrow(sources)), False
         return
     if module == "pandas":
-        yield "<dataframe>", pl.from_pandas(sources)  # type: ignore[arg-type]
+        yield "<dataframe>", pl.from_pandas(sources), False  # type: ignore[arg-type]
         return
     if not isinstance(sources, Iterable):
         raise UsageError(f"cannot read events from a {type(sources).__name__}")
@@ -328,4 +357,5 @@ def _iter_sources(sources: object) -> Iterable[tuple[str, pl.DataFrame]]:
         path = Path(item)  # type: ignore[arg-type]
         if not path.exists():
             raise UsageError(f"{path}: no such file")
-        yield str(path), _read_file(path)
+        text_format = not path.name.lower().endswith((".parquet", ".pq"))
+        yield str(path), _read_file(path, wanted), text_format

@@ -205,25 +205,20 @@ def aggregate_kernel(group_start, ts, ivals, fvals, codes, n_codes, is_new, prev
 
 
 @njit(cache=True)
-def _grow(buf: np.ndarray, n: int) -> np.ndarray:
-    if n < buf.shape[0]:
-        return buf
-    bigger = np.empty(max(16, buf.shape[0] * 2), buf.dtype)
-    bigger[:n] = buf[:n]
-    return bigger
-
-
-@njit(cache=True)
 def combination_kernel(group_start, ts, items, is_new, n_items,
                        combo_ptr, combo_items, item_ptr, item_combos, windows, min_distinct,
-                       prev_ptr, prev_combos, max_evidence):
+                       prev_ptr, prev_combos, max_evidence,
+                       out_row, out_combo, out_value, ev_ptr, ev_rows, ev_total, fin_group, fin_combo):
     """Evaluate a pack of combination scenarios sharing key and ``where``.
 
     The number of distinct listed items in the window of row i is the number of
     listed items whose latest occurrence up to i is at or after t_i - window,
     so one "last seen" time per item and key serves every scenario of the pack.
-    Returns (alert rows, combos, values, evidence ptr, evidence rows, evidence totals,
-    final (group, combo) pairs whose condition held at the group's last evaluation).
+
+    Outputs go to caller-provided buffers (growing arrays inside the loop would make
+    Numba reference-count them on every iteration). Returns (alerts, evidence rows,
+    final pairs) counts; when a count exceeds its buffer, the caller calls again with
+    buffers of the returned sizes.
     """
     n_groups = group_start.shape[0] - 1
     n_combos = windows.shape[0]
@@ -234,14 +229,9 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
     touched_combos = np.empty(max(n_combos, 1), np.int64)
     combo_touched = np.zeros(max(n_combos, 1), np.bool_)
     member = np.zeros(max(n_items, 1), np.bool_)
-    out_row = np.empty(16, np.int64)
-    out_combo = np.empty(16, np.int64)
-    out_value = np.empty(16, np.int64)
-    ev_total = np.empty(16, np.int64)
-    ev_ptr = np.empty(17, np.int64)
-    ev_rows = np.empty(16, np.int64)
-    fin_group = np.empty(16, np.int64)
-    fin_combo = np.empty(16, np.int64)
+    cap_out = out_row.shape[0]
+    cap_ev = ev_rows.shape[0]
+    cap_fin = fin_group.shape[0]
     n_out = 0
     n_ev = 0
     n_fin = 0
@@ -276,14 +266,6 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                         cnt += 1
                 cond = cnt >= min_distinct[c]
                 if cond and not prev[c]:
-                    out_row = _grow(out_row, n_out)
-                    out_combo = _grow(out_combo, n_out)
-                    out_value = _grow(out_value, n_out)
-                    ev_total = _grow(ev_total, n_out)
-                    ev_ptr = _grow(ev_ptr, n_out + 1)
-                    out_row[n_out] = i
-                    out_combo[n_out] = c
-                    out_value[n_out] = cnt
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = True
                     k = i
@@ -293,15 +275,19 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                     for r in range(k, i + 1):
                         if member[items[r]]:
                             if total < max_evidence:
-                                ev_rows = _grow(ev_rows, n_ev)
-                                ev_rows[n_ev] = r
+                                if n_ev < cap_ev:
+                                    ev_rows[n_ev] = r
                                 n_ev += 1
                             total += 1
-                    ev_total[n_out] = total
-                    n_out += 1
-                    ev_ptr[n_out] = n_ev
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = False
+                    if n_out < cap_out:
+                        out_row[n_out] = i
+                        out_combo[n_out] = c
+                        out_value[n_out] = cnt
+                        ev_total[n_out] = total
+                        ev_ptr[n_out + 1] = n_ev
+                    n_out += 1
                 prev[c] = cond
                 if not combo_touched[c]:
                     combo_touched[c] = True
@@ -312,32 +298,51 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
         for k in range(n_tc):
             c = touched_combos[k]
             if prev[c]:
-                fin_group = _grow(fin_group, n_fin)
-                fin_combo = _grow(fin_combo, n_fin)
-                fin_group[n_fin] = g
-                fin_combo[n_fin] = c
+                if n_fin < cap_fin:
+                    fin_group[n_fin] = g
+                    fin_combo[n_fin] = c
                 n_fin += 1
             prev[c] = False
             combo_touched[c] = False
-    return (out_row[:n_out], out_combo[:n_out], out_value[:n_out], ev_ptr[:n_out + 1],
-            ev_rows[:n_ev], ev_total[:n_out], fin_group[:n_fin], fin_combo[:n_fin])
+    return n_out, n_ev, n_fin
+
+
+def run_combination_kernel(*args):
+    """``combination_kernel`` with output buffers sized for it (a second call when too small)."""
+    n_rows = args[1].shape[0]
+    caps = (n_rows // 16 + 1024, n_rows // 4 + 4096, n_rows // 16 + 1024)
+    for _ in range(2):
+        out = (np.empty(caps[0], np.int64), np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
+               np.empty(caps[0] + 1, np.int64), np.empty(caps[1], np.int64), np.empty(caps[0], np.int64),
+               np.empty(caps[2], np.int64), np.empty(caps[2], np.int64))
+        n_out, n_ev, n_fin = combination_kernel(*args, *out)
+        if n_out <= caps[0] and n_ev <= caps[1] and n_fin <= caps[2]:
+            rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c = out
+            return (rows[:n_out], combos[:n_out], values[:n_out], ev_ptr[:n_out + 1], ev_rows[:n_ev],
+                    ev_total[:n_out], fin_g[:n_fin], fin_c[:n_fin])
+        caps = (max(n_out, 1), max(n_ev, 1), max(n_fin, 1))
+    raise AssertionError("combination kernel outputs did not fit buffers of their own size")
 
 
 @njit(cache=True)
-def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense codes 0..n-1 (in order of first appearance) from 64-bit hashes; -1 where not valid.
 
     Also returns the row of each code's first appearance, so that the caller can verify
     that every row's value equals its code's first value (no two values share a hash).
-    The table grows with the number of distinct values, not rows, to stay in cache.
+    The table is sized from an estimate of the distinct values, not rows, to stay in
+    cache; if the estimate was too low, returns count -1 and the caller asks again.
     """
     n = hashes.shape[0]
-    cap = 1 << 12
+    cap = 16
+    while cap < 2 * n_distinct:
+        cap *= 2
+    limit = cap - cap // 4
     mask = np.uint64(cap - 1)
     slot_hash = np.empty(cap, np.uint64)
     slot_code = np.full(cap, -1, np.int64)
     codes = np.empty(n, np.int64)
-    first = np.empty(max(n, 1), np.int64)
+    first = np.empty(max(cap, 1), np.int64)
     count = 0
     for i in range(n):
         if not valid[i]:
@@ -350,6 +355,8 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray
             if c < 0:
                 slot_code[s] = count
                 slot_hash[s] = h
+                if count >= limit:
+                    return codes, first[:0], -1
                 first[count] = i
                 codes[i] = count
                 count += 1
@@ -358,18 +365,4 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray
                 codes[i] = c
                 break
             s = (s + np.uint64(1)) & mask
-        if 2 * count > cap:
-            cap *= 4
-            mask = np.uint64(cap - 1)
-            new_hash = np.empty(cap, np.uint64)
-            new_code = np.full(cap, -1, np.int64)
-            for k in range(count):
-                hk = hashes[first[k]]
-                t = (hk ^ (hk >> np.uint64(29))) & mask
-                while new_code[t] >= 0:
-                    t = (t + np.uint64(1)) & mask
-                new_code[t] = k
-                new_hash[t] = hk
-            slot_hash = new_hash
-            slot_code = new_code
     return codes, first[:count], count

@@ -21,7 +21,11 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     text = values if values.dtype == pl.String else values.cast(pl.String)
     hashes = text.hash(seed=0).to_numpy()
     valid = text.is_not_null().to_numpy()
-    codes, first, n = kernels.dense_from_hashes(hashes, valid)
+    estimate = int(text.approx_n_unique() * 1.1) + 16
+    codes, first, n = kernels.dense_from_hashes(hashes, valid, estimate)
+    while n < 0:
+        estimate *= 4
+        codes, first, n = kernels.dense_from_hashes(hashes, valid, estimate)
     representative = text.gather(first)
     check = pl.Series(np.where(codes >= 0, codes, 0))
     expected = representative.gather(check) if n else text

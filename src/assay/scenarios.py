@@ -27,6 +27,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 FORBIDDEN_COLUMN_WORDS = ("religio", "politic", "ethnic", "race", "sexual", "union_member",
                           "trade_union", "social_media", "health", "biometric")
 
+# libyaml's safe loader parses a 1,000-scenario pack ~10x faster than the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 COMMON_FIELDS = {"id", "version", "kind", "window", "key", "where", "severity", "description"}
 KIND_FIELDS = {
     "combination": {"items", "min_distinct"},
@@ -148,7 +151,7 @@ def load_scenarios(source: str | Path | ScenarioFile | Scenario | list[Scenario]
 
 def parse_scenarios(text: str, source: str = "<scenarios>") -> ScenarioFile:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C when available
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
