@@ -18,12 +18,11 @@ from typing import Protocol
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from . import kernels
 from . import where as where_lang
 from .errors import InputError, ScenarioError
-from .keys import dense_codes
+from .keys import BatchIndex, dense_codes
 from .scenarios import Scenario
 
 MAX_EVIDENCE = 1000
@@ -45,7 +44,8 @@ class Detector(Protocol):
         """Which rows the detector reads (its scenarios' relevant rows)."""
         ...
 
-    def update(self, rows: pl.DataFrame, *, retain: bool = True) -> pl.DataFrame:
+    def update(self, rows: pl.DataFrame, *, retain: bool = True,
+               index: BatchIndex | None = None) -> pl.DataFrame:
         """Evaluate the next rows (canonical order); return alert candidates (CANDIDATE_SCHEMA)."""
         ...
 
@@ -105,37 +105,52 @@ class WindowedDetector:
     def check_values(self, relevant: pl.DataFrame) -> None:
         """Raise InputError for a relevant row whose value the metric cannot use."""
 
-    def select_relevant(self, rows: pl.DataFrame) -> pl.DataFrame:
+    def select_relevant(self, rows: pl.DataFrame, with_index: bool = False) -> pl.DataFrame:
         mask = self.relevance(rows)
         keep = [c for c in ("_file", "_row") if c in rows.columns]
         ts = pl.col("ts").dt.epoch("us") if rows.schema["ts"] != pl.Int64 else pl.col("ts")
         key = pl.col(self.key)
-        relevant = rows.lazy().filter(mask).select(
+        frame = rows.lazy().with_row_index("_i") if with_index else rows.lazy()
+        relevant = frame.filter(mask).select(
             (key if rows.schema[self.key] == pl.String else key.cast(pl.String)).alias("_key"),
             ts.alias("_ts"),
             pl.col("event_id").alias("_eid"),
             pl.col("_seq"),
             self.value_expr(rows).alias("_val"),
             *[pl.col(c) for c in keep],
+            *([pl.col("_i")] if with_index else []),
         ).collect()
         self.check_values(relevant)
-        return relevant.select(ROW_COLUMNS + ("_val",))
+        return relevant.select(ROW_COLUMNS + ("_val",) + (("_i",) if with_index else ()))
 
     # --- lifecycle -------------------------------------------------------
-    def update(self, rows: pl.DataFrame, *, retain: bool = True) -> pl.DataFrame:
-        """``retain=False``: no rows follow (a batch run), so keep no window state."""
-        fresh = self.select_relevant(rows)
+    def update(self, rows: pl.DataFrame, *, retain: bool = True, index: BatchIndex | None = None) -> pl.DataFrame:
+        """Evaluate the next rows. ``retain=False``: no rows follow (a batch run), keep no window.
+
+        ``index``: codes and orders of ``rows``' columns shared by the detectors of one batch;
+        used when this detector carries no rows from earlier batches.
+        """
+        n_old = self.retained.height
+        shared = index is not None and n_old == 0
+        fresh = self.select_relevant(rows, with_index=shared)
         if fresh.height == 0:
             return empty_candidates()
-        n_old = self.retained.height
-        chunk = pl.concat([self.retained, fresh]) if n_old else fresh
-        dense, n_keys = dense_codes(chunk["_key"])
-        order, group_start = kernels.group_by_code(dense, n_keys)
+        idx = None
+        if shared:
+            idx = fresh["_i"].to_numpy().astype(np.int64)
+            fresh = fresh.drop("_i")
+            order, group_start, _ = index.column(self.key).subset_groups(idx)
+            chunk = fresh
+        else:
+            chunk = pl.concat([self.retained, fresh]) if n_old else fresh
+            dense, n_keys = dense_codes(chunk["_key"])
+            order, group_start = kernels.group_by_code(dense, n_keys)
         is_new = np.zeros(chunk.height, np.bool_)
         is_new[n_old:] = True
         ts = chunk["_ts"].to_numpy()
         group_keys = chunk["_key"].gather(order[group_start[:-1]])
-        cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys)
+        cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys,
+                              index if shared else None, idx)
         latest = int(ts.max())
         self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
         if retain:
@@ -182,7 +197,8 @@ class WindowedDetector:
         return "|".join(parts)
 
     def evaluate(self, chunk: pl.DataFrame, order: np.ndarray, group_start: np.ndarray,
-                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series) -> pl.DataFrame:
+                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series,
+                 index: BatchIndex | None, idx: np.ndarray | None) -> pl.DataFrame:
         raise NotImplementedError
 
     def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -211,8 +227,13 @@ class WindowedDetector:
         """Alert candidates; evidence arrives flat (rows in sorted order, one offset per alert)."""
         picked = order[rows]
         sub = chunk.select("_key", "_ts", "_eid", "_seq")[picked]
-        flat = chunk["_eid"].gather(order[ev_rows]).cast(pl.String).to_arrow()
-        evidence = pa.LargeListArray.from_arrays(pa.array(ev_ptr.astype(np.int64)), flat)
+        lengths = np.diff(ev_ptr)
+        evidence = pl.DataFrame({
+            "_a": np.repeat(np.arange(rows.size, dtype=np.int64), lengths),
+            "_e": chunk["_eid"].gather(order[ev_rows]),
+        }).group_by("_a", maintain_order=True).agg("_e")
+        if evidence.height != rows.size:  # every alert's evidence holds at least its trigger row
+            raise AssertionError("alert without evidence")
         return pl.DataFrame({
             "_scen": scen.astype(np.int64),
             "key": sub["_key"],
@@ -220,7 +241,7 @@ class WindowedDetector:
             "_seq": sub["_seq"],
             "trigger_event_id": sub["_eid"],
             "value": values.astype(np.float64),
-            "evidence": pl.Series(pl.from_arrow(evidence)).cast(pl.List(pl.String)),
+            "evidence": evidence["_e"],
             "_total": totals.astype(np.int64),
         }, schema=CANDIDATE_SCHEMA)
 
@@ -259,7 +280,7 @@ class CombinationDetector(WindowedDetector):
     def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
         return pl.col("item").replace_strict(self.item_codes, default=None, return_dtype=pl.Int32)
 
-    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys):
+    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys, index, idx):
         items = chunk["_val"].to_numpy()[order].astype(np.int64)
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
         (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel(
@@ -307,7 +328,7 @@ class AggregateDetector(WindowedDetector):
                              None, f"{self.metric} in scenario '{self.scenario.id}' needs a number "
                              "in every relevant row; this one is empty or not a number")
 
-    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys):
+    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys, index, idx):
         s = self.scenario
         name = self.metric.name
         n = chunk.height
@@ -322,10 +343,21 @@ class AggregateDetector(WindowedDetector):
         metric_code = {"count": kernels.M_COUNT, "min": kernels.M_MIN, "max": kernels.M_MAX,
                        "distinct": kernels.M_DISTINCT}.get(name, -1)
         if name == "distinct":
-            dense, n_codes = dense_codes(chunk["_val"])
+            if index is not None and idx is not None and self.metric.column in index.rows.columns:
+                dense, n_codes = index.column(self.metric.column).subset_codes(idx)
+            else:
+                dense, n_codes = dense_codes(chunk["_val"])
             codes = dense[order]
         elif name in ("sum", "mean"):
-            exact = _exact_scale(fvals, threshold, n)
+            if index is not None and idx is not None:
+                column = self.metric.column
+                # over the whole column (rows outside the scenario count as 0): one pass per column
+                full = index.cached(f"scale:{column}", lambda: _decimal_scale(
+                    index.rows[column].cast(pl.Float64, strict=False).fill_nan(0).fill_null(0).to_numpy()))
+                scaled = None if full is None else (full[0], full[1][idx][order])
+            else:
+                scaled = _decimal_scale(fvals)
+            exact = None if scaled is None else _fits(scaled, threshold, n)
             if exact is not None:
                 d, ivals = exact
                 scale = float(10**d)
@@ -352,23 +384,28 @@ class AggregateDetector(WindowedDetector):
                                 ev_ptr, ev_rows, totals)
 
 
-def _exact_scale(values: np.ndarray, threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:
-    """Smallest d such that every value is an integer number of 10**-d, with room to sum them."""
+def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """Smallest d such that every value is an integer number of 10**-d, and those integers."""
     if values.size == 0:
         return 0, np.zeros(0, np.int64)
-    if not np.all(np.isfinite(values)):
+    if not np.all(np.isfinite(values)) or np.abs(values).max() >= 2**53 / 10**MAX_DECIMALS:
         return None
     for d in range(MAX_DECIMALS + 1):
         factor = 10.0**d
         scaled = np.round(values * factor)
-        if np.all(scaled / factor == values):
-            total = float(np.abs(scaled).sum())
-            t = threshold * 10**d
-            if total * t.denominator >= INT_LIMIT or abs(t.numerator) * max(n, 1) >= INT_LIMIT \
-                    or total >= 2**53:
-                return None
+        if np.array_equal(scaled / factor, values):
             return d, scaled.astype(np.int64)
     return None
+
+
+def _fits(scaled: tuple[int, np.ndarray], threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:
+    """The scaled integers, if sums of them (and threshold products) cannot overflow int64."""
+    d, ints = scaled
+    total = float(np.abs(ints).sum()) if ints.size else 0.0
+    t = threshold * 10**d
+    if total * t.denominator >= INT_LIMIT or abs(t.numerator) * max(n, 1) >= INT_LIMIT or total >= 2**53:
+        return None
+    return d, ints
 
 
 def build_detectors(scenarios: tuple[Scenario, ...]) -> list[Detector]:

@@ -19,6 +19,7 @@ import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
+from .keys import BatchIndex
 from .scenarios import ScenarioFile
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
@@ -144,8 +145,9 @@ class Engine:
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
                   batch: bool = False) -> pl.DataFrame:
         found: list[tuple[Detector, pl.DataFrame]] = []
+        index = BatchIndex(rows)
         for k, det in enumerate(self.detectors):
-            found.append((det, det.update(rows, retain=not batch)))
+            found.append((det, det.update(rows, retain=not batch, index=index)))
             if progress:
                 progress(k + 1, len(self.detectors))
         alerts = self._assemble(rows, found)

@@ -226,10 +226,10 @@ def normalize(frame: pl.DataFrame, source: str, *, skip_errors: bool,
             out[col] = s
     for col, default in NUMERIC_DEFAULTS.items():
         if col not in out:
-            out[col] = pl.Series(col, [default] * frame.height, dtype=pl.Float64)
+            out[col] = pl.repeat(default, frame.height, dtype=pl.Float64, eager=True).alias(col)
     for col in ("item", "counterparty"):
         if col not in out:
-            out[col] = pl.Series(col, [None] * frame.height, dtype=pl.String)
+            out[col] = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(col)
     typed = pl.DataFrame(out)
     rejects = pl.concat(problems) if problems else empty_rejects()
     if rejects.height:

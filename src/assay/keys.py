@@ -35,3 +35,57 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     exact = text.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
     codes, n = kernels.densify(exact)
     return codes, n
+
+
+class ColumnIndex:
+    """Codes and (code, canonical) order of one column over a whole batch, shared by detectors.
+
+    Several scenarios keyed by the same column (or counting distinct values of it) reuse
+    one hashing and one sort; a detector's relevant rows are a subset, whose order is the
+    full order restricted to them.
+    """
+
+    def __init__(self, values: pl.Series):
+        self.codes, self.n = dense_codes(values)
+        self._order: np.ndarray | None = None
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            self._order, _ = kernels.group_by_code(np.maximum(self.codes, 0), max(self.n, 1))
+        return self._order
+
+    def subset_codes(self, idx: np.ndarray) -> tuple[np.ndarray, int]:
+        """Dense codes (first-appearance order) of the rows ``idx``; -1 stays -1."""
+        return kernels.densify(self.codes[idx])
+
+    def subset_groups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, group_start, group_code) for rows ``idx`` grouped by code, canonical within."""
+        pos = np.full(self.codes.shape[0], -1, np.int64)
+        pos[idx] = np.arange(idx.size, dtype=np.int64)
+        order = pos[self.order]
+        order = order[order >= 0]
+        counts = np.bincount(self.codes[idx], minlength=self.n)
+        present = counts > 0
+        group_start = np.zeros(int(present.sum()) + 1, np.int64)
+        np.cumsum(counts[present], out=group_start[1:])
+        return order, group_start, np.flatnonzero(present)
+
+
+class BatchIndex:
+    """Per-batch cache of ColumnIndex objects, one per column asked for."""
+
+    def __init__(self, rows: pl.DataFrame):
+        self.rows = rows
+        self._columns: dict[str, ColumnIndex] = {}
+        self._scaled: dict[str, object] = {}
+
+    def column(self, name: str) -> ColumnIndex:
+        if name not in self._columns:
+            self._columns[name] = ColumnIndex(self.rows[name])
+        return self._columns[name]
+
+    def cached(self, key: str, make):  # type: ignore[no-untyped-def]
+        if key not in self._scaled:
+            self._scaled[key] = make()
+        return self._scaled[key]
