@@ -139,7 +139,10 @@ class WindowedDetector:
         if shared:
             idx = fresh["_i"].to_numpy().astype(np.int64)
             fresh = fresh.drop("_i")
-            order, group_start, _ = index.column(self.key).subset_groups(idx)
+            # a small subset is cheaper to group on its own than through the whole column
+            shared = fresh.height * 4 >= rows.height
+        if shared:
+            order, group_start = index.column(self.key).subset_groups(idx)  # type: ignore[union-attr]
             chunk = fresh
         else:
             chunk = pl.concat([self.retained, fresh]) if n_old else fresh
@@ -149,6 +152,7 @@ class WindowedDetector:
         is_new[n_old:] = True
         ts = chunk["_ts"].to_numpy()
         group_keys = chunk["_key"].gather(order[group_start[:-1]])
+        self._keep_state = retain
         cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys,
                               index if shared else None, idx)
         latest = int(ts.max())
@@ -216,6 +220,8 @@ class WindowedDetector:
     def _set_prev(self, group_keys: pl.Series, groups: np.ndarray, combos: np.ndarray,
                   decided: np.ndarray) -> None:
         """Replace prev for the groups in ``decided`` by the (group, combo) pairs given."""
+        if not getattr(self, "_keep_state", True):
+            return  # a batch run: no evaluation follows
         decided_keys = group_keys.gather(decided)
         kept = self.prev.filter(~pl.col("_key").is_in(decided_keys.implode()))
         fresh = pl.DataFrame({"_key": group_keys.gather(groups), "_combo": combos.astype(np.int64)})
@@ -388,14 +394,10 @@ def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
     """Smallest d such that every value is an integer number of 10**-d, and those integers."""
     if values.size == 0:
         return 0, np.zeros(0, np.int64)
-    if not np.all(np.isfinite(values)) or np.abs(values).max() >= 2**53 / 10**MAX_DECIMALS:
+    if np.abs(values).max() >= 2**53 / 10**MAX_DECIMALS:
         return None
-    for d in range(MAX_DECIMALS + 1):
-        factor = 10.0**d
-        scaled = np.round(values * factor)
-        if np.array_equal(scaled / factor, values):
-            return d, scaled.astype(np.int64)
-    return None
+    d, scaled = kernels.decimal_scale(np.ascontiguousarray(values, dtype=np.float64), MAX_DECIMALS)
+    return None if d < 0 else (d, scaled)
 
 
 def _fits(scaled: tuple[int, np.ndarray], threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:

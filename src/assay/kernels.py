@@ -366,3 +366,57 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) ->
                 break
             s = (s + np.uint64(1)) & mask
     return codes, first[:count], count
+
+
+@njit(cache=True)
+def subset_groups(order: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Restrict a (code, canonical) order of all rows to the rows in ``mask``.
+
+    Returns the order as positions among the masked rows, and the start of each
+    code's group in it.
+    """
+    n = mask.shape[0]
+    pos = np.empty(n, np.int64)
+    k = 0
+    for i in range(n):
+        if mask[i]:
+            pos[i] = k
+            k += 1
+    out = np.empty(k, np.int64)
+    starts = np.empty(k + 1, np.int64)
+    m = 0
+    n_groups = 0
+    last = -2
+    for j in range(n):
+        r = order[j]
+        if mask[r]:
+            c = codes[r]
+            if c != last:
+                starts[n_groups] = m
+                n_groups += 1
+                last = c
+            out[m] = pos[r]
+            m += 1
+    starts[n_groups] = m
+    return out, starts[:n_groups + 1]
+
+
+@njit(cache=True)
+def decimal_scale(values: np.ndarray, max_decimals: int) -> tuple[int, np.ndarray]:
+    """Smallest d <= max_decimals with every value a whole number of 10**-d; (-1, ...) if none."""
+    d = 0
+    for v in values:
+        if not np.isfinite(v):
+            return -1, np.zeros(0, np.int64)
+        while True:
+            f = 10.0**d
+            if np.round(v * f) / f == v:
+                break
+            d += 1
+            if d > max_decimals:
+                return -1, np.zeros(0, np.int64)
+    f = 10.0**d
+    out = np.empty(values.shape[0], np.int64)
+    for i in range(values.shape[0]):
+        out[i] = np.int64(np.round(values[i] * f))
+    return d, out

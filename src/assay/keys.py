@@ -59,17 +59,11 @@ class ColumnIndex:
         """Dense codes (first-appearance order) of the rows ``idx``; -1 stays -1."""
         return kernels.densify(self.codes[idx])
 
-    def subset_groups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(order, group_start, group_code) for rows ``idx`` grouped by code, canonical within."""
-        pos = np.full(self.codes.shape[0], -1, np.int64)
-        pos[idx] = np.arange(idx.size, dtype=np.int64)
-        order = pos[self.order]
-        order = order[order >= 0]
-        counts = np.bincount(self.codes[idx], minlength=self.n)
-        present = counts > 0
-        group_start = np.zeros(int(present.sum()) + 1, np.int64)
-        np.cumsum(counts[present], out=group_start[1:])
-        return order, group_start, np.flatnonzero(present)
+    def subset_groups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order, group_start) for rows ``idx`` grouped by code, canonical within a group."""
+        mask = np.zeros(self.codes.shape[0], np.bool_)
+        mask[idx] = True
+        return kernels.subset_groups(self.order, self.codes, mask)
 
 
 class BatchIndex:
