@@ -48,6 +48,7 @@ class ColumnIndex:
     def __init__(self, values: pl.Series):
         self.codes, self.n = dense_codes(values)
         self._order: np.ndarray | None = None
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def order(self) -> np.ndarray:
@@ -61,6 +62,12 @@ class ColumnIndex:
 
     def subset_groups(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(order, group_start) for rows ``idx`` grouped by code, canonical within a group."""
+        if idx.size == self.codes.shape[0]:  # every row: the full grouping, computed once
+            if self._full is None:
+                starts = np.zeros(self.n + 1, np.int64)
+                np.cumsum(np.bincount(self.codes, minlength=self.n), out=starts[1:])
+                self._full = (self.order, starts)
+            return self._full
         mask = np.zeros(self.codes.shape[0], np.bool_)
         mask[idx] = True
         return kernels.subset_groups(self.order, self.codes, mask)
