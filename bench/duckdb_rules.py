@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import duckdb
 
@@ -67,7 +68,7 @@ def aggregate_sql(path: str, s: dict, index: int) -> str:
 
 def main() -> None:
     case, path, spec_path, out = sys.argv[1:5]
-    spec = json.loads(open(spec_path).read())
+    spec = json.loads(Path(spec_path).read_text())
     con = duckdb.connect()
     if spec["kind"] == "combination":
         sql = combination_sql(path, spec["scenarios"])
