@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import polars as pl
 
+from . import kernels
 from .durations import parse_duration
 from .engine import Engine
 from .errors import UsageError
 from .events import ReadResult, read_events
+from .pushdown import read_relevant
 from .scenarios import Scenario, ScenarioFile, load_scenarios
 
 ScenarioSource = str | Path | ScenarioFile | Scenario | list[Scenario]
@@ -60,16 +63,33 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     if on_error not in ("raise", "skip"):
         raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     started = time.perf_counter()
+    warming = threading.Thread(target=kernels.warm_up, name="assay-warm-up", daemon=True)
+    warming.start()
     spec = load_scenarios(scenarios)
     merged = {**spec.mapping, **(mapping or {})}
     needed = set().union(*(s.columns() for s in spec.scenarios))
-    read: ReadResult = read_events(events, mapping=merged, skip_errors=on_error == "skip", on_file=on_file,
-                                   columns=needed)
-    read_done = time.perf_counter()
     engine = Engine(spec)
-    alerts = engine.run_batch(read.events, progress=on_detector)
-    return RunResult(alerts, spec, read.events.height + read.rejects.height, read.rejects,
-                     time.perf_counter() - started, read_done - started, read.files)
+    fast = None
+    if isinstance(events, str | Path) or (isinstance(events, list | tuple)
+                                          and all(isinstance(e, str | Path) for e in events)):
+        paths = [Path(events)] if isinstance(events, str | Path) else [Path(e) for e in events]
+        fast = read_relevant(paths, merged, needed, engine.prefilter)
+    if fast is not None:
+        read: ReadResult = fast
+        rows_read = fast.rows_total
+        if on_file:
+            for name in fast.files:
+                on_file(name, 0)
+    else:
+        read = read_events(events, mapping=merged, skip_errors=on_error == "skip", on_file=on_file,
+                           columns=needed)
+        rows_read = read.events.height + read.rejects.height
+    read_done = time.perf_counter()
+    warming.join()
+    alerts = engine.run_batch(read.events, progress=on_detector,
+                              all_ids=fast.all_ids if fast is not None else None)
+    return RunResult(alerts, spec, rows_read, read.rejects, time.perf_counter() - started,
+                     read_done - started, read.files)
 
 
 def stream(scenarios: ScenarioSource, *, lateness: str | None = None) -> Engine:

@@ -44,6 +44,11 @@ class Detector(Protocol):
         """Which rows the detector reads (its scenarios' relevant rows)."""
         ...
 
+    @property
+    def selective(self) -> bool:
+        """True when those rows are a subset a scan can filter on (not simply every row)."""
+        ...
+
     def update(self, rows: pl.DataFrame, *, retain: bool = True,
                index: BatchIndex | None = None) -> pl.DataFrame:
         """Evaluate the next rows (canonical order); return alert candidates (CANDIDATE_SCHEMA)."""
@@ -101,6 +106,11 @@ class WindowedDetector:
 
     def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
         return pl.lit(None, dtype=self.value_dtype)
+
+    @property
+    def selective(self) -> bool:
+        """True when the detector reads a subset of rows that a scan can filter on."""
+        return self.where_tree is not None
 
     def check_values(self, relevant: pl.DataFrame) -> None:
         """Raise InputError for a relevant row whose value the metric cannot use."""
@@ -282,6 +292,10 @@ class CombinationDetector(WindowedDetector):
 
     def relevance(self, rows: pl.DataFrame) -> pl.Expr:
         return super().relevance(rows) & pl.col("item").is_in(list(self.item_codes))
+
+    @property
+    def selective(self) -> bool:
+        return True
 
     def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
         return pl.col("item").replace_strict(self.item_codes, default=None, return_dtype=pl.Int32)

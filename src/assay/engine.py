@@ -57,10 +57,26 @@ class Engine:
         self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us + event_horizon_us
 
     # --- batch -------------------------------------------------------------
-    def run_batch(self, events: pl.DataFrame,
-                  progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
-        """All rows at once: canonical order is ts, ties in input order."""
-        rows = self._with_seq(events)
+    def prefilter(self, frame: pl.DataFrame) -> pl.Expr | None:
+        """Rows any scenario can use, when every scenario uses a subset (for scan pushdown)."""
+        if not all(d.selective for d in self.detectors):
+            return None
+        exprs = [d.relevance(frame) for d in self.detectors]
+        out = exprs[0]
+        for e in exprs[1:]:
+            out = out | e
+        return out
+
+    def run_batch(self, events: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
+                  all_ids: pl.LazyFrame | None = None) -> pl.DataFrame:
+        """All rows at once: canonical order is ts, ties in input order.
+
+        ``all_ids``: when ``events`` holds only the rows scenarios can use (a pushed-down
+        filter; their ``_seq`` is their arrival position), (event_id, ts, _seq) of every
+        row, for the trigger rows' positions.
+        """
+        self._all_ids = all_ids
+        rows = events if "_seq" in events.columns else self._with_seq(events)
         ts = rows["ts"].dt.epoch("us")
         if not ts.is_sorted():
             rows = rows.sort("ts", maintain_order=True)
@@ -196,6 +212,10 @@ class Engine:
     def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
         wanted = found["trigger_event_id"].unique().implode()
+        all_ids = getattr(self, "_all_ids", None)
+        if all_ids is not None:
+            rows = all_ids.filter(pl.col("event_id").is_in(wanted)).collect().sort(
+                ["ts", "_seq"], maintain_order=True)
         same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
         earlier = self.event_rows.filter(pl.col("_eid").is_in(wanted))
