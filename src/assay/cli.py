@@ -106,7 +106,6 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .alerts import write_alerts
     from .api import run_detailed
-    from .progress import Progress
 
     mapping = _parse_map(args.map)
     paths = [Path(p) for p in args.events]
@@ -116,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.out and not args.out.lower().endswith((".jsonl", ".csv", ".parquet")):
         raise UsageError(f"--out {args.out}: use a .jsonl, .csv or .parquet file name")
     total_bytes = sum(p.stat().st_size for p in paths)
+    from .progress import Progress
+
     with Progress(total_bytes, enabled=not args.quiet) as progress:
         result = run_detailed(Path(args.scenarios), [str(p) for p in paths], mapping=mapping,
                               on_error="skip" if args.on_error == "skip" else "raise",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-
-from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
+from typing import Any
 
 # Inputs above this size take more than a couple of seconds to read and evaluate.
 LARGE_INPUT_BYTES = 20_000_000
@@ -16,13 +14,17 @@ LARGE_INPUT_BYTES = 20_000_000
 class Progress:
     def __init__(self, total_bytes: int, *, enabled: bool = True):
         self.enabled = enabled and sys.stderr.isatty() and total_bytes >= LARGE_INPUT_BYTES
-        self._bar: RichProgress | None = None
+        self._bar: Any = None
         self._reading = None
         self._detecting = None
         self.started = time.perf_counter()
 
     def __enter__(self) -> Progress:
         if self.enabled:
+            # rich is imported only when a bar is shown: start-up time counts on short runs
+            from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                      TimeElapsedColumn(), transient=True)
             self._bar.start()

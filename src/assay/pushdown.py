@@ -92,8 +92,10 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         expr = prefilter(typed)
         if expr is None:
             return None
-        scan = pl.scan_parquet(path).select(cols).rename({c: renames[c] for c in cols if c in renames})
-        scan = scan.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
+        # the scan's own row index is cheaper than with_row_index after it
+        scan = pl.scan_parquet(path, row_index_name="_row", row_index_offset=1).select(["_row", *cols])
+        scan = scan.rename({c: renames[c] for c in cols if c in renames}).with_columns(
+            pl.col("_row").cast(pl.Int64))
         n_rows = pq.ParquetFile(path).metadata.num_rows
         ts_source = mapping.get("ts", "ts")
         ts_expr = pl.col("ts")
