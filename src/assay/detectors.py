@@ -12,6 +12,7 @@ continues exactly where the original would have.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol
@@ -65,6 +66,78 @@ class Detector(Protocol):
 
 def empty_candidates() -> pl.DataFrame:
     return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+
+
+class SortedView:
+    """A detector's rows in (key, canonical) order, and its columns gathered into that order.
+
+    With a batch ``index`` (and ``idx``, the rows' positions in the batch), columns come
+    from the whole batch's arrays; when every row of the batch is relevant, the gathered
+    arrays are cached there and shared with the other detectors of the same key.
+    """
+
+    def __init__(self, chunk: pl.DataFrame, order: np.ndarray, *, index: BatchIndex | None = None,
+                 idx: np.ndarray | None = None, key: str = ""):
+        self.chunk = chunk
+        self.order = order
+        self.index = index
+        self.idx = idx
+        self.key = key
+        self.full = index is not None and idx is not None and idx.size == index.rows.height
+        self._take: np.ndarray | None = None
+
+    def take(self, values: np.ndarray) -> np.ndarray:
+        """Chunk-aligned values in sorted order."""
+        return values[self.order]
+
+    def _batch_take(self) -> np.ndarray:
+        if self._take is None:
+            assert self.index is not None and self.idx is not None
+            self._take = self.index.column(self.key).order if self.full else self.idx[self.order]
+        return self._take
+
+    def _batch(self, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """A whole-batch array in this view's order (cached per key when every row is in)."""
+        assert self.index is not None
+        if self.full:
+            return self.index.cached(f"sorted:{self.key}:{name}", lambda: make()[self._batch_take()])
+        return make()[self._batch_take()]
+
+    def ts(self) -> np.ndarray:
+        if self.index is None:
+            return self.take(self.chunk["_ts"].to_numpy())
+        index = self.index
+        return self._batch("ts", lambda: index.cached("ts", lambda: _epoch_us(index.rows["ts"])))
+
+    def codes(self, column: str) -> tuple[np.ndarray, int]:
+        if self.index is None or column not in self.index.rows.columns:
+            dense, n = dense_codes(self.chunk["_val"])
+            return self.take(dense), n
+        col = self.index.column(column)
+        if self.full:
+            return self._batch(f"codes:{column}", lambda: col.codes), col.n
+        dense, n = col.subset_codes(self.idx)  # type: ignore[arg-type]
+        return self.take(dense), n
+
+    def scaled(self, column: str, fvals_sorted: np.ndarray) -> tuple[int, np.ndarray] | None:
+        if self.index is None:
+            return _decimal_scale(fvals_sorted)
+        index = self.index
+
+        def whole() -> tuple[int, np.ndarray] | None:
+            # over the whole column (rows outside the scenario count as 0): one pass per column
+            values = index.rows[column].cast(pl.Float64, strict=False).fill_nan(0).fill_null(0)
+            return _decimal_scale(values.to_numpy())
+
+        full = index.cached(f"scale:{column}", whole)
+        if full is None:
+            return None
+        d, ints = full
+        return d, self._batch(f"scaled:{column}", lambda: ints)
+
+
+def _epoch_us(ts: pl.Series) -> np.ndarray:
+    return ts.dt.epoch("us").to_numpy() if ts.dtype != pl.Int64 else ts.to_numpy()
 
 
 class WindowedDetector:
@@ -145,27 +218,29 @@ class WindowedDetector:
         fresh = self.select_relevant(rows, with_index=shared)
         if fresh.height == 0:
             return empty_candidates()
-        idx = None
+        view: SortedView
         if shared:
-            idx = fresh["_i"].to_numpy().astype(np.int64)
+            idx = fresh["_i"].to_numpy()
             fresh = fresh.drop("_i")
             # a small subset is cheaper to group on its own than through the whole column
             shared = fresh.height * 4 >= rows.height
         if shared:
-            order, group_start = index.column(self.key).subset_groups(idx)  # type: ignore[union-attr]
+            column = index.column(self.key)  # type: ignore[union-attr]
+            order, group_start = column.subset_groups(idx)
             chunk = fresh
+            view = SortedView(chunk, order, index=index, idx=idx, key=self.key)
         else:
             chunk = pl.concat([self.retained, fresh]) if n_old else fresh
             dense, n_keys = dense_codes(chunk["_key"])
             order, group_start = kernels.group_by_code(dense, n_keys)
+            view = SortedView(chunk, order)
         is_new = np.zeros(chunk.height, np.bool_)
         is_new[n_old:] = True
-        ts = chunk["_ts"].to_numpy()
         group_keys = chunk["_key"].gather(order[group_start[:-1]])
         self._keep_state = retain
-        cands = self.evaluate(chunk, order, group_start, ts[order], is_new[order], group_keys,
-                              index if shared else None, idx)
-        latest = int(ts.max())
+        cands = self.evaluate(view, group_start, is_new[order] if n_old else np.ones(chunk.height, np.bool_),
+                              group_keys)
+        latest = int(chunk["_ts"].max())  # type: ignore[arg-type]
         self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
         if retain:
             self.retained = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
@@ -210,9 +285,8 @@ class WindowedDetector:
                  f"{s.min_distinct}:{s.metric}:{s.op}:{s.threshold}" for s in self.scenarios]
         return "|".join(parts)
 
-    def evaluate(self, chunk: pl.DataFrame, order: np.ndarray, group_start: np.ndarray,
-                 ts_sorted: np.ndarray, new_sorted: np.ndarray, group_keys: pl.Series,
-                 index: BatchIndex | None, idx: np.ndarray | None) -> pl.DataFrame:
+    def evaluate(self, view: SortedView, group_start: np.ndarray, new_sorted: np.ndarray,
+                 group_keys: pl.Series) -> pl.DataFrame:
         raise NotImplementedError
 
     def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -300,8 +374,10 @@ class CombinationDetector(WindowedDetector):
     def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
         return pl.col("item").replace_strict(self.item_codes, default=None, return_dtype=pl.Int32)
 
-    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys, index, idx):
-        items = chunk["_val"].to_numpy()[order].astype(np.int64)
+    def evaluate(self, view, group_start, new_sorted, group_keys):
+        chunk, order = view.chunk, view.order
+        ts_sorted = view.ts()
+        items = view.take(chunk["_val"].to_numpy()).astype(np.int64)
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
         (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel(
             group_start, ts_sorted, items, new_sorted, len(self.item_codes),
@@ -348,7 +424,9 @@ class AggregateDetector(WindowedDetector):
                              None, f"{self.metric} in scenario '{self.scenario.id}' needs a number "
                              "in every relevant row; this one is empty or not a number")
 
-    def evaluate(self, chunk, order, group_start, ts_sorted, new_sorted, group_keys, index, idx):
+    def evaluate(self, view, group_start, new_sorted, group_keys):
+        chunk, order = view.chunk, view.order
+        ts_sorted = view.ts()
         s = self.scenario
         name = self.metric.name
         n = chunk.height
@@ -358,25 +436,14 @@ class AggregateDetector(WindowedDetector):
         n_codes = 0
         scale = 1.0
         threshold = Fraction(s.threshold)
-        if name in ("sum", "mean", "min", "max"):
-            fvals = chunk["_val"].to_numpy().astype(np.float64)[order]
+        if name in ("min", "max") or (name in ("sum", "mean") and view.index is None):
+            fvals = view.take(chunk["_val"].to_numpy())
         metric_code = {"count": kernels.M_COUNT, "min": kernels.M_MIN, "max": kernels.M_MAX,
                        "distinct": kernels.M_DISTINCT}.get(name, -1)
         if name == "distinct":
-            if index is not None and idx is not None and self.metric.column in index.rows.columns:
-                dense, n_codes = index.column(self.metric.column).subset_codes(idx)
-            else:
-                dense, n_codes = dense_codes(chunk["_val"])
-            codes = dense[order]
+            codes, n_codes = view.codes(self.metric.column)
         elif name in ("sum", "mean"):
-            if index is not None and idx is not None:
-                column = self.metric.column
-                # over the whole column (rows outside the scenario count as 0): one pass per column
-                full = index.cached(f"scale:{column}", lambda: _decimal_scale(
-                    index.rows[column].cast(pl.Float64, strict=False).fill_nan(0).fill_null(0).to_numpy()))
-                scaled = None if full is None else (full[0], full[1][idx][order])
-            else:
-                scaled = _decimal_scale(fvals)
+            scaled = view.scaled(self.metric.column, fvals)
             exact = None if scaled is None else _fits(scaled, threshold, n)
             if exact is not None:
                 d, ivals = exact
@@ -384,6 +451,7 @@ class AggregateDetector(WindowedDetector):
                 threshold = threshold * 10**d
                 metric_code = kernels.M_SUM_INT if name == "sum" else kernels.M_MEAN_INT
             else:
+                fvals = view.take(chunk["_val"].to_numpy())
                 metric_code = kernels.M_SUM_FLOAT if name == "sum" else kernels.M_MEAN_FLOAT
         prev_ptr, _ = self._prev_pairs(group_keys)
         prev_init = (prev_ptr[1:] - prev_ptr[:-1]) > 0

@@ -154,9 +154,9 @@ class Engine:
     # --- internals -----------------------------------------------------------
     def _with_seq(self, events: pl.DataFrame) -> pl.DataFrame:
         n = events.height
-        seq = pl.Series("_seq", np.arange(self.next_seq, self.next_seq + n, dtype=np.int64))
+        out = events.with_columns(pl.int_range(self.next_seq, self.next_seq + n, dtype=pl.Int64).alias("_seq"))
         self.next_seq += n
-        return events.with_columns(seq)
+        return out
 
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
                   batch: bool = False) -> pl.DataFrame:
