@@ -11,7 +11,10 @@ chunking gives the alerts of one batch run, with the same ids.
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +48,7 @@ class Engine:
         self.file = scenarios
         self.purpose = scenarios.purpose
         self.lateness_us = lateness_us
+        self.workers = min(2, os.cpu_count() or 1)
         self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
         self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
         self.next_seq = 0
@@ -160,12 +164,25 @@ class Engine:
 
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
                   batch: bool = False) -> pl.DataFrame:
-        found: list[tuple[Detector, pl.DataFrame]] = []
         index = BatchIndex(rows)
-        for k, det in enumerate(self.detectors):
-            found.append((det, det.update(rows, retain=not batch, index=index)))
+        done = [0]
+        lock = threading.Lock()
+
+        def update(det: Detector) -> pl.DataFrame:
+            out = det.update(rows, retain=not batch, index=index)
             if progress:
-                progress(k + 1, len(self.detectors))
+                with lock:
+                    done[0] += 1
+                    progress(done[0], len(self.detectors))
+            return out
+
+        if len(self.detectors) > 1 and self.workers > 1:
+            # detectors are independent; kernels and Polars release the GIL
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay") as pool:
+                results = list(pool.map(update, self.detectors))
+        else:
+            results = [update(det) for det in self.detectors]
+        found = list(zip(self.detectors, results, strict=True))
         alerts = self._assemble(rows, found)
         if not batch:
             self._count_event_rows(rows)

@@ -18,7 +18,7 @@ OPS = {">": OP_GT, ">=": OP_GE, "<": OP_LT, "<=": OP_LE, "==": OP_EQ}
 M_COUNT, M_SUM_INT, M_SUM_FLOAT, M_MEAN_INT, M_MEAN_FLOAT, M_MIN, M_MAX, M_DISTINCT = range(8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _cmp_int(a: int, op: int, b: int) -> bool:
     if op == OP_GT:
         return a > b
@@ -31,7 +31,7 @@ def _cmp_int(a: int, op: int, b: int) -> bool:
     return a == b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _cmp_float(a: float, op: int, b: float) -> bool:
     if op == OP_GT:
         return a > b
@@ -44,7 +44,7 @@ def _cmp_float(a: float, op: int, b: float) -> bool:
     return a == b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def group_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable sort of rows by dense code: (order, group_start), one group per code.
 
@@ -83,7 +83,7 @@ def group_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarr
     return order, group_start
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def densify(codes: np.ndarray) -> tuple[np.ndarray, int]:
     """Map arbitrary non-negative codes to 0..n-1 in order of first appearance; -1 stays -1."""
     top = 0
@@ -105,7 +105,7 @@ def densify(codes: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def aggregate_kernel(group_start, ts, ivals, fvals, codes, n_codes, is_new, prev_init,
                      metric, op, window, thr_f, thr_num, thr_den, scale):
     """Evaluate one aggregate scenario. Returns (alert, value, window_start, last_cond)."""
@@ -204,7 +204,7 @@ def aggregate_kernel(group_start, ts, ivals, fvals, codes, n_codes, is_new, prev
     return alert, value, wstart, last
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def combination_kernel(group_start, ts, items, is_new, n_items,
                        combo_ptr, combo_items, item_ptr, item_combos, windows, min_distinct,
                        prev_ptr, prev_combos, max_evidence,
@@ -324,7 +324,7 @@ def run_combination_kernel(*args):
     raise AssertionError("combination kernel outputs did not fit buffers of their own size")
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense codes 0..n-1 (in order of first appearance) from 64-bit hashes; -1 where not valid.
 
@@ -368,7 +368,7 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) ->
     return codes, first[:count], count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def subset_groups(order: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Restrict a (code, canonical) order of all rows to the rows in ``mask``.
 
@@ -401,7 +401,7 @@ def subset_groups(order: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> tup
     return out, starts[:n_groups + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decimal_scale(values: np.ndarray, max_decimals: int) -> tuple[int, np.ndarray]:
     """Smallest d <= max_decimals with every value a whole number of 10**-d; (-1, ...) if none."""
     d = 0

@@ -8,6 +8,8 @@ two keys, so every row is checked against the first value of its code; on the
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import polars as pl
 
@@ -74,19 +76,25 @@ class ColumnIndex:
 
 
 class BatchIndex:
-    """Per-batch cache of ColumnIndex objects, one per column asked for."""
+    """Per-batch cache of ColumnIndex objects and derived arrays, safe to share between threads.
+
+    Detectors of one batch run in parallel; whichever first needs a column's codes computes
+    them while the others wait for that entry (one lock per entry), never twice.
+    """
 
     def __init__(self, rows: pl.DataFrame):
         self.rows = rows
-        self._columns: dict[str, ColumnIndex] = {}
-        self._scaled: dict[str, object] = {}
-
-    def column(self, name: str) -> ColumnIndex:
-        if name not in self._columns:
-            self._columns[name] = ColumnIndex(self.rows[name])
-        return self._columns[name]
+        self._values: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def cached(self, key: str, make):  # type: ignore[no-untyped-def]
-        if key not in self._scaled:
-            self._scaled[key] = make()
-        return self._scaled[key]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                self._values[key] = make()
+            return self._values[key]
+
+    def column(self, name: str) -> ColumnIndex:
+        return self.cached(f"column:{name}", lambda: ColumnIndex(self.rows[name]))
