@@ -377,7 +377,7 @@ class CombinationDetector(WindowedDetector):
     def evaluate(self, view, group_start, new_sorted, group_keys):
         chunk, order = view.chunk, view.order
         ts_sorted = view.ts()
-        items = view.take(chunk["_val"].to_numpy()).astype(np.int64)
+        items = view.take(chunk["_val"].to_numpy())  # int32 codes: the kernel takes them as they are
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
         (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel(
             group_start, ts_sorted, items, new_sorted, len(self.item_codes),
