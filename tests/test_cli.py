@@ -125,3 +125,16 @@ def test_check_reports_the_scenario_and_field(tmp_path, capsys):
     assert main(["check", str(s)]) == 2
     err = capsys.readouterr().err
     assert "scenario 'big-spend', field 'treshold'" in err
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    from assay.progress import LARGE_INPUT_BYTES, Progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    with Progress(LARGE_INPUT_BYTES, enabled=True) as progress:
+        assert progress.enabled
+        progress.file_done("events.parquet", 10)
+        progress.detector_done(1, 2)
+        progress.detector_done(2, 2)
+    with Progress(LARGE_INPUT_BYTES - 1) as small:
+        assert not small.enabled  # short work: no bar
