@@ -63,9 +63,10 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     if on_error not in ("raise", "skip"):
         raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     started = time.perf_counter()
-    warming = threading.Thread(target=kernels.warm_up, name="assay-warm-up", daemon=True)
-    warming.start()
     spec = load_scenarios(scenarios)
+    kinds = frozenset(s.kind for s in spec.scenarios)
+    warming = threading.Thread(target=kernels.warm_up, args=(kinds,), name="assay-warm-up", daemon=True)
+    warming.start()
     merged = {**spec.mapping, **(mapping or {})}
     needed = set().union(*(s.columns() for s in spec.scenarios))
     engine = Engine(spec)

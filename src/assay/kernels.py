@@ -422,21 +422,24 @@ def decimal_scale(values: np.ndarray, max_decimals: int) -> tuple[int, np.ndarra
     return d, out
 
 
-def warm_up() -> None:
-    """Load every kernel from Numba's cache (or compile it) on tiny inputs.
+def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> None:
+    """Load the kernels a run needs from Numba's cache (or compile them) on tiny inputs.
 
     Run in a thread while Polars reads the input (Polars releases the GIL), so
-    that the ~0.3 s of loading overlaps with I/O instead of following it.
+    that the loading overlaps with I/O instead of following it; only the kernels of
+    the scenario kinds at hand, each costing tens of milliseconds to load.
     """
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
     flag = np.ones(1, np.bool_)
-    densify(one)
-    group_by_code(one, 1)
     dense_from_hashes(np.zeros(1, np.uint64), flag, 1)
-    subset_groups(one, one, flag)
-    decimal_scale(np.zeros(1), 2)
-    aggregate_kernel(two, one, one, np.zeros(1), one, 1, flag, np.zeros(1, np.bool_),
-                     M_COUNT, OP_GE, 1, 1.0, 1, 1, 1.0)
-    run_combination_kernel(two, one, one, flag, 1, two[:2], one, np.array([0, 1]), one,
-                           one, one, two, np.zeros(0, np.int64), 10)
+    group_by_code(one, 1)
+    if "combination" in kinds:
+        run_combination_kernel(two, one, np.zeros(1, np.int32), flag, 1, two[:2], one, np.array([0, 1]),
+                               one, one, one, two, np.zeros(0, np.int64), 10)
+    if "aggregate" in kinds:
+        densify(one)
+        subset_groups(one, one, flag)
+        decimal_scale(np.zeros(1), 2)
+        aggregate_kernel(two, one, one, np.zeros(1), one, 1, flag, np.zeros(1, np.bool_),
+                         M_COUNT, OP_GE, 1, 1.0, 1, 1, 1.0)
