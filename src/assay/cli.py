@@ -49,6 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
                           "--out, or ./rejects.jsonl)")
     run.add_argument("--quiet", action="store_true", help="print no summary")
 
+    back = sub.add_parser("backtest", help="score scenarios against labelled history",
+                          description="Run SCENARIOS over EVENTS and score the alerts against LABELS "
+                                      "(key,label[,label_ts]): precision, recall, alert volume, time to alert.")
+    back.add_argument("scenarios", metavar="SCENARIOS", help="scenario file (YAML)")
+    back.add_argument("events", metavar="EVENTS", nargs="+", help="event files")
+    back.add_argument("--labels", metavar="FILE", required=True, help="CSV with key,label (and optionally label_ts)")
+    back.add_argument("--report", metavar="FILE", help="write a self-contained HTML report")
+    back.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    back.add_argument("--baseline", metavar="SCENARIOS", help="an earlier scenario file to compare with")
+    back.add_argument("--sweep", metavar="ID:PARAM=VALUES",
+                      help="vary one parameter: ID:threshold=LO:HI:STEP, ID:min_distinct=LO:HI:STEP or "
+                           "ID:window=1h,6h,1d")
+    back.add_argument("--population", metavar="N", type=int,
+                      help="project false alerts per month at a population of N keys")
+    back.add_argument("--unlabeled", choices=("negative", "exclude"), default="negative",
+                      help="keys without a label: count them as negatives (default) or leave them out")
+    back.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
+                      help="read a canonical column from another column name (repeatable)")
+
     check = sub.add_parser("check", help="validate a scenario file and say what each scenario does",
                            description="Validate SCENARIOS and print what each scenario will do.")
     check.add_argument("scenarios", metavar="SCENARIOS", help="scenario file (YAML)")
@@ -77,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "backtest":
+            return _backtest(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -100,6 +121,50 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  input columns: {pairs}")
     for s in spec.scenarios:
         print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
+    return 0
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    import json
+
+    from .backtest import backtest, compare, load_labels, projection_sentence, sweep
+    from .events import read_events
+    from .report import render
+    from .scenarios import load_scenarios
+
+    spec = load_scenarios(Path(args.scenarios))
+    labels = load_labels(Path(args.labels))
+    if args.population is not None and args.population <= 0:
+        raise UsageError("--population must be a positive number of keys")
+    mapping = {**spec.mapping, **_parse_map(args.map)}
+    events = read_events([Path(p) for p in args.events], mapping=mapping).events
+    result = backtest(spec, events, labels, unlabeled=args.unlabeled, population=args.population)
+    if args.sweep:
+        result.sweep = sweep(spec, events, labels, args.sweep, unlabeled=args.unlabeled)
+    if args.baseline:
+        old = backtest(load_scenarios(Path(args.baseline)), events, labels, unlabeled=args.unlabeled)
+        result.baseline = compare(result, old)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2, default=str), encoding="utf-8")
+    if args.report:
+        Path(args.report).write_text(render(result), encoding="utf-8")
+    print(f"backtest of {len(spec.scenarios)} scenario(s), purpose '{spec.purpose}', "
+          f"{labels.frame.height:,} labelled keys ({len(labels.positives):,} positive)")
+    header = f"{'scenario':<28}{'alerts':>8}{'keys':>7}{'TP':>6}{'FP':>6}{'precision':>11}{'recall':>8}"
+    print(header)
+    for f in [*result.figures, result.overall]:
+        p = "-" if f.precision is None else f"{f.precision:.3f}"
+        r = "-" if f.recall is None else f"{f.recall:.3f}"
+        print(f"{f.scenario[:27]:<28}{f.alerts:>8,}{f.alerted_keys:>7,}{f.true_positives:>6,}"
+              f"{f.false_positives:>6,}{p:>11}{r:>8}")
+    for note in result.notes:
+        print(note)
+    for f in result.figures:
+        if f.projection:
+            print(projection_sentence(f))
+    for path, what in ((args.report, "report"), (args.json, "figures")):
+        if path:
+            print(f"{what} written to {path}")
     return 0
 
 
