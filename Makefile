@@ -23,7 +23,9 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench_core.py
+	$(BIN)/python bench/bench_mining.py
 
 clean:
 	rm -rf $(VENV) assay-demo .pytest_cache .ruff_cache

@@ -12,9 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import polars as pl
+
 from . import __version__
 from .errors import AssayError, UsageError
 
+TERMINAL_RULE_ITEMSETS = 20_000
 DESCRIPTION = "assay: detection scenarios over windowed per-key state (fraud, AML, compliance)."
 
 
@@ -68,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
                       help="read a canonical column from another column name (repeatable)")
 
+    mine = sub.add_parser("mine", help="find frequent itemsets and association rules",
+                          description="Mine frequent itemsets (Eclat) and association rules from event files "
+                                      "or a basket file (.dat, .dat.gz: one basket a line, items separated by "
+                                      "spaces).")
+    mine.add_argument("events", metavar="EVENTS", nargs="+", help="event files, or one basket file")
+    mine.add_argument("--by", default="event_id",
+                      help="what makes a basket: event_id (one transaction, default) or a key column such as "
+                           "entity (with --window)")
+    mine.add_argument("--window", metavar="DURATION",
+                      help="with --by KEY: the items one key bought within this window (e.g. 72h)")
+    mine.add_argument("--min-support", type=float, default=0.01, metavar="S",
+                      help="a fraction of the baskets (below 1) or a count (1 or more); default 0.01")
+    mine.add_argument("--max-len", type=int, metavar="N", help="longest itemset (default: no limit)")
+    mine.add_argument("--out", metavar="FILE", help="write itemsets (.parquet, .csv or .jsonl)")
+    mine.add_argument("--rules", metavar="FILE", help="write association rules (.parquet, .csv or .jsonl)")
+    mine.add_argument("--min-confidence", type=float, default=0.5, metavar="C",
+                      help="rules below this confidence are left out (default 0.5)")
+    mine.add_argument("--top", type=int, default=15, metavar="N", help="rows in the terminal tables (default 15)")
+    mine.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
+                      help="read a canonical column from another column name (repeatable)")
+
     check = sub.add_parser("check", help="validate a scenario file and say what each scenario does",
                            description="Validate SCENARIOS and print what each scenario will do.")
     check.add_argument("scenarios", metavar="SCENARIOS", help="scenario file (YAML)")
@@ -98,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "backtest":
             return _backtest(args)
+        if args.command == "mine":
+            return _mine(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -121,6 +147,48 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  input columns: {pairs}")
     for s in spec.scenarios:
         print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
+    return 0
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from .mining import mine, write_table
+
+    if args.window and args.by == "event_id":
+        raise UsageError("--window goes with --by KEY (e.g. --by entity --window 72h)")
+    started = time.perf_counter()
+    source = args.events if len(args.events) > 1 else args.events[0]
+    result = mine(source, by=args.by, window=args.window, min_support=args.min_support,
+                  max_len=args.max_len, mapping=_parse_map(args.map))
+    seconds = time.perf_counter() - started
+    itemsets = result.itemsets
+    print(f"{itemsets.height:,} frequent itemsets in {result.baskets:,} baskets ({result.source}) "
+          f"at min support {args.min_support:g}, in {seconds:.2f} s")
+    multi = itemsets.filter(pl.col("items").list.len() >= 2).head(args.top)
+    if multi.height:
+        print(f"\ntop {multi.height} itemsets of two or more items, by support:")
+        for items, count, support in multi.iter_rows():
+            print(f"  {support:8.4f}  {count:>9,}  {', '.join(items)}")
+    if args.rules:
+        rules = result.rules(args.min_confidence)
+    elif multi.height:
+        # for the terminal only: rules among the most frequent itemsets, so that a low support
+        # with millions of itemsets still answers at once (--rules FILE writes all of them)
+        from .mining import association_rules
+
+        rules = association_rules(itemsets.head(TERMINAL_RULE_ITEMSETS), result.baskets, args.min_confidence)
+    else:
+        rules = None
+    if rules is not None and rules.height:
+        print(f"\ntop {min(args.top, rules.height)} rules by lift (confidence >= {args.min_confidence:g}):")
+        for row in rules.head(args.top).iter_rows(named=True):
+            print(f"  lift {row['lift']:7.2f}  conf {row['confidence']:.2f}  supp {row['support']:.4f}  "
+                  f"{', '.join(row['antecedent'])} -> {', '.join(row['consequent'])}")
+    if args.out:
+        write_table(itemsets, args.out)
+        print(f"itemsets written to {args.out}")
+    if args.rules and rules is not None:
+        write_table(rules, args.rules)
+        print(f"rules written to {args.rules}")
     return 0
 
 

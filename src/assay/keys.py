@@ -16,6 +16,17 @@ import polars as pl
 from . import kernels
 
 
+def encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Dense codes (first-appearance order) and the value of each code."""
+    codes, n = dense_codes(values)
+    first = np.full(n, -1, np.int64)
+    seen = codes >= 0
+    # the first row of each code: positions in reverse so that the earliest write wins
+    rows = np.flatnonzero(seen)[::-1]
+    first[codes[rows]] = rows
+    return codes, values.gather(first)
+
+
 def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     """Codes 0..n-1 in order of first appearance; -1 for empty (null) values."""
     if values.len() == 0:

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import gzip
+import itertools
+import math
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import assay
+from assay.cli import main
+from assay.mining import (
+    association_rules,
+    baskets_from_events,
+    baskets_from_lists,
+    frequent_itemsets,
+    min_count,
+    mine,
+    read_basket_file,
+)
+
+fim = pytest.importorskip("fim")  # pyfim: the reference implementation (test-only dependency)
+
+
+def as_dict(frame: pl.DataFrame) -> dict[frozenset[str], int]:
+    return {frozenset(items): count for items, count in zip(frame["items"].to_list(), frame["count"].to_list(),
+                                                            strict=True)}
+
+
+def pyfim_itemsets(baskets: list[list[str]], count: int, max_len: int | None = None) -> dict:
+    extra = {"zmax": max_len} if max_len else {}
+    found = fim.fpgrowth(baskets, supp=-count, zmin=1, report="a", **extra)
+    return {frozenset(items): c for items, c in found}
+
+
+@pytest.mark.parametrize("name, supports", [("retail.dat.gz", [0.01, 0.001, 0.0005]),
+                                            ("T10I4D100K.dat.gz", [0.01, 0.005, 0.002])])
+def test_fimi_equals_pyfim(data_dir, name, supports):
+    path = data_dir / "fimi" / name
+    baskets = read_basket_file(path)
+    lines = [line.split() for line in gzip.open(path, "rt").read().splitlines()]
+    for support in supports:
+        ours = as_dict(frequent_itemsets(baskets, support))
+        assert ours == pyfim_itemsets(lines, min_count(support, baskets.count)), support
+
+
+def test_groceries_equals_pyfim_with_max_len(data_dir):
+    lines = [[x for x in line.split(",") if x] for line in (data_dir / "groceries" / "groceries.csv").read_text()
+             .splitlines()]
+    baskets = baskets_from_lists(lines)
+    for support, max_len in [(0.01, None), (0.002, 3), (0.001, None)]:
+        ours = as_dict(frequent_itemsets(baskets, support, max_len))
+        assert ours == pyfim_itemsets(lines, min_count(support, len(lines)), max_len)
+
+
+def brute_force(baskets: list[set[str]], count: int, max_len: int | None) -> dict:
+    items = sorted(set().union(*baskets)) if baskets else []
+    out = {}
+    for size in range(1, (max_len or len(items)) + 1):
+        for combo in itertools.combinations(items, size):
+            c = sum(1 for b in baskets if set(combo) <= b)
+            if c >= count:
+                out[frozenset(combo)] = c
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(baskets=st.lists(st.sets(st.sampled_from(list("abcdefg") + ["ü", "日本"]), max_size=6), max_size=30),
+       count=st.integers(1, 5), max_len=st.sampled_from([None, 1, 2, 3]))
+def test_generated_baskets_equal_brute_force(baskets, count, max_len):
+    ours = as_dict(frequent_itemsets(baskets_from_lists([sorted(b) for b in baskets]), count, max_len))
+    assert ours == brute_force(baskets, count, max_len)
+
+
+def test_rules_metrics():
+    baskets = baskets_from_lists([["a", "b"], ["a", "b"], ["a"], ["b", "c"]])
+    itemsets = frequent_itemsets(baskets, 1)
+    rules = association_rules(itemsets, 4, min_confidence=0.0)
+    ab = rules.filter((pl.col("antecedent") == ["a"]) & (pl.col("consequent") == ["b"])).row(0, named=True)
+    # s(ab)=.5, s(a)=.75, s(b)=.75: confidence 2/3, lift 8/9, leverage .5-.5625, conviction (1-.75)/(1-2/3)
+    assert ab["support"] == pytest.approx(0.5) and ab["confidence"] == pytest.approx(2 / 3)
+    assert ab["lift"] == pytest.approx(8 / 9) and ab["leverage"] == pytest.approx(0.5 - 0.5625)
+    assert ab["conviction"] == pytest.approx(0.75)
+    bc = rules.filter((pl.col("antecedent") == ["c"]) & (pl.col("consequent") == ["b"])).row(0, named=True)
+    assert bc["confidence"] == 1 and math.isinf(bc["conviction"])
+
+
+def test_baskets_from_events_by_transaction_and_by_key_window():
+    frame = pl.DataFrame({
+        "event_id": ["t1", "t1", "t2", "t3", "t4"],
+        "entity": ["k", "k", "k", "k", "m"],
+        "ts": ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z",
+               "2024-01-05T00:00:00Z", "2024-01-01T00:00:00Z"],
+        "item": ["a", "b", "c", "a", "a"],
+    })
+    events = assay.read_events(frame).events
+    by_tx = baskets_from_events(events)
+    assert by_tx.count == 4
+    by_key = baskets_from_events(events, by="entity", window="72h")
+    # k: {a, b, c} (t1, t2 within 72h of t1), then {a} (t3); m: {a}
+    assert by_key.count == 3
+    sets = by_key.pairs.group_by("basket").agg("item").sort("basket")["item"].to_list()
+    assert [sorted(s) for s in sets] == [["a", "b", "c"], ["a"], ["a"]]
+    assert by_key.keys.to_list() == ["k", "k", "m"]
+    assert as_dict(mine(frame, by="entity", window="72h", min_support=2).itemsets) == {frozenset({"a"}): 3}
+
+
+def test_cli_mine_writes_itemsets_and_rules(data_dir, tmp_path, capsys):
+    out, rules = tmp_path / "itemsets.jsonl", tmp_path / "rules.parquet"
+    assert main(["mine", str(data_dir / "fimi" / "retail.dat.gz"), "--min-support", "0.01", "--out", str(out),
+                 "--rules", str(rules), "--top", "3"]) == 0
+    first = pl.read_ndjson(out).row(0, named=True)
+    assert set(first) == {"items", "count", "support"} and first["items"] == ["39"]
+    assert {"antecedent", "consequent", "support", "confidence", "lift", "leverage", "conviction"} <= set(
+        pl.read_parquet(rules).columns)
+    printed = capsys.readouterr().out
+    assert "frequent itemsets in 88,162 baskets" in printed and "rules by lift" in printed
+
+
+def test_cli_mine_usage_errors(tmp_path, capsys):
+    path = tmp_path / "b.dat"
+    path.write_text("a b\nb c\n")
+    assert main(["mine", str(path), "--window", "72h"]) == 2
+    assert "--window goes with --by KEY" in capsys.readouterr().err
+    assert main(["mine", str(path), "--min-support", "0"]) == 2
