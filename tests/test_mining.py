@@ -40,7 +40,8 @@ def pyfim_itemsets(baskets: list[list[str]], count: int, max_len: int | None = N
 def test_fimi_equals_pyfim(data_dir, name, supports):
     path = data_dir / "fimi" / name
     baskets = read_basket_file(path)
-    lines = [line.split() for line in gzip.open(path, "rt").read().splitlines()]
+    with gzip.open(path, "rt") as fh:
+        lines = [line.split() for line in fh.read().splitlines()]
     for support in supports:
         ours = as_dict(frequent_itemsets(baskets, support))
         assert ours == pyfim_itemsets(lines, min_count(support, baskets.count)), support
