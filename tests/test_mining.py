@@ -126,3 +126,64 @@ def test_cli_mine_usage_errors(tmp_path, capsys):
     assert main(["mine", str(path), "--window", "72h"]) == 2
     assert "--window goes with --by KEY" in capsys.readouterr().err
     assert main(["mine", str(path), "--min-support", "0"]) == 2
+
+
+def test_contrast_finds_the_planted_trio_and_suggests_runnable_scenarios(tmp_path):
+    from assay.backtest import load_labels
+    from assay.contrast import contrast, suggest
+    from assay.demo import generate
+
+    events, planted = generate(customers=3000, seed=5)
+    trio = planted.filter(pl.col("pattern") == "precursor-trio")
+    labels = load_labels(trio.select("key", pl.lit(1).alias("label")))
+    baskets = baskets_from_events(assay.read_events(events).events, by="entity", window="7d")
+    found = contrast(baskets, labels, min_support=0.5)
+    best = found.row(0, named=True)
+    assert sorted(best["items"]) == ["ball bearings", "kitchen timer", "pressure cooker"]
+    assert best["precision"] > 0.5 and best["odds_ratio_low"] > 1
+    assert (found["positive_keys"] >= 13).all()  # half of the 25 positive keys, as asked
+    path = tmp_path / "suggested.yaml"
+    suggest(found, purpose="precursor-compliance", window="7d", top=2, path=path)
+    spec = assay.load_scenarios(path)
+    assert [s.id for s in spec.scenarios] == ["mined-01", "mined-02"]
+    assert "odds ratio" in path.read_text()
+    alerts = assay.run(spec, events)
+    caught = set(alerts.filter(pl.col("scenario") == "mined-01")["key"].to_list())
+    assert caught >= set(trio["key"].to_list())
+
+
+def test_contrast_counts_keys_exactly():
+    from assay.backtest import load_labels
+    from assay.contrast import contrast
+
+    # k1, k2 positive; k3, k4 negative; k5 unlabeled. {a, b} held by k1, k2 (in a later basket) and k3
+    baskets = baskets_from_lists([["a", "b"], ["c"], ["a", "b", "c"], ["a", "b"], ["a"], ["b"]])
+    baskets.keys = pl.Series(["k1", "k2", "k2", "k3", "k4", "k5"])
+    labels = load_labels(pl.DataFrame({"key": ["k1", "k2", "k3", "k4"], "label": ["1", "1", "0", "0"]}))
+    found = contrast(baskets, labels, min_support=1.0, max_len=2)
+    ab = found.filter(pl.col("items") == ["a", "b"]).row(0, named=True)
+    assert (ab["positive_keys"], ab["negative_keys"]) == (2, 1)
+    assert ab["support_positive"] == 1.0 and ab["support_negative"] == pytest.approx(1 / 3)
+    assert ab["precision"] == pytest.approx(2 / 3) and ab["recall"] == 1.0
+    # Haldane-corrected odds ratio: (2.5 * 2.5) / (1.5 * 0.5)
+    assert ab["odds_ratio"] == pytest.approx(2.5 * 2.5 / (1.5 * 0.5))
+    excluded = contrast(baskets, labels, min_support=1.0, max_len=2, unlabeled="exclude")
+    assert excluded.filter(pl.col("items") == ["b"]).row(0, named=True)["negative_keys"] == 1
+
+
+def test_cli_mine_with_labels(tmp_path, capsys):
+    from assay.demo import generate
+
+    events, planted = generate(customers=2000, seed=5)
+    ev = tmp_path / "events.parquet"
+    events.write_parquet(ev)
+    lab = tmp_path / "labels.csv"
+    planted.filter(pl.col("pattern") == "precursor-trio").select("key", pl.lit(1).alias("label")).write_csv(lab)
+    sugg = tmp_path / "s.yaml"
+    assert main(["mine", str(ev), "--by", "entity", "--window", "7d", "--labels", str(lab), "--min-support", "0.5",
+                 "--suggest", str(sugg), "--purpose", "precursor-compliance", "--suggest-top", "1"]) == 0
+    assert "ball bearings, kitchen timer, pressure cooker" in capsys.readouterr().out
+    assert main(["check", str(sugg)]) == 0
+    assert main(["mine", str(ev), "--by", "entity", "--window", "7d", "--labels", str(lab), "--suggest",
+                 str(sugg)]) == 2
+    assert "--suggest needs --purpose" in capsys.readouterr().err

@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--top", type=int, default=15, metavar="N", help="rows in the terminal tables (default 15)")
     mine.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
                       help="read a canonical column from another column name (repeatable)")
+    mine.add_argument("--labels", metavar="FILE",
+                      help="key,label CSV: find the combinations over-represented among positive keys "
+                           "(with --by KEY); --min-support then applies to the positive keys' baskets")
+    mine.add_argument("--suggest", metavar="FILE",
+                      help="with --labels: write the best combinations as a scenario file")
+    mine.add_argument("--purpose", help="with --suggest: the purpose of the scenario file")
+    mine.add_argument("--suggest-top", type=int, default=10, metavar="K",
+                      help="with --suggest: how many scenarios (default 10)")
 
     check = sub.add_parser("check", help="validate a scenario file and say what each scenario does",
                            description="Validate SCENARIOS and print what each scenario will do.")
@@ -155,6 +163,10 @@ def _mine(args: argparse.Namespace) -> int:
 
     if args.window and args.by == "event_id":
         raise UsageError("--window goes with --by KEY (e.g. --by entity --window 72h)")
+    if args.labels:
+        return _contrast(args)
+    if args.suggest:
+        raise UsageError("--suggest goes with --labels")
     started = time.perf_counter()
     source = args.events if len(args.events) > 1 else args.events[0]
     result = mine(source, by=args.by, window=args.window, min_support=args.min_support,
@@ -189,6 +201,37 @@ def _mine(args: argparse.Namespace) -> int:
     if args.rules and rules is not None:
         write_table(rules, args.rules)
         print(f"rules written to {args.rules}")
+    return 0
+
+
+def _contrast(args: argparse.Namespace) -> int:
+    from .backtest import load_labels
+    from .contrast import contrast, suggest
+    from .mining import load_baskets, write_table
+
+    if args.by == "event_id" or not args.window:
+        raise UsageError("--labels needs baskets per key: --by KEY --window DURATION (e.g. --by entity "
+                         "--window 72h)")
+    if args.suggest and not args.purpose:
+        raise UsageError("--suggest needs --purpose (every scenario file declares one)")
+    source = args.events if len(args.events) > 1 else args.events[0]
+    baskets = load_baskets(source, by=args.by, window=args.window, mapping=_parse_map(args.map))
+    found = contrast(baskets, load_labels(Path(args.labels)), min_support=args.min_support,
+                     max_len=args.max_len or 4)
+    print(f"{found.height:,} candidate combinations frequent among positive keys; best by the lower bound "
+          f"of the odds ratio:")
+    for row in found.head(args.top).iter_rows(named=True):
+        print(f"  OR {row['odds_ratio']:8.1f} [{row['odds_ratio_low']:.1f}-{row['odds_ratio_high']:.1f}]  "
+              f"precision {row['precision'] or 0:.2f}  recall {row['recall'] or 0:.2f}  "
+              f"pos {row['positive_keys']:,} neg {row['negative_keys']:,}  {', '.join(row['items'])}")
+    if args.out:
+        write_table(found, args.out)
+        print(f"combinations written to {args.out}")
+    if args.suggest:
+        suggest(found, purpose=args.purpose, window=args.window, top=args.suggest_top, key=args.by,
+                path=args.suggest)
+        print(f"{min(args.suggest_top, found.height)} scenario(s) written to {args.suggest}; "
+              f"check them with: assay check {args.suggest}")
     return 0
 
 
