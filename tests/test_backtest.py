@@ -47,6 +47,7 @@ def test_figures_per_scenario_and_overall():
     ab, busy = result.figures
     assert (ab.alerts, ab.alerted_keys, ab.true_positives, ab.false_positives, ab.false_negatives) == (3, 3, 1, 2, 1)
     assert ab.unlabeled_alerted_keys == 1
+    assert ab.false_positive_keys == ["k2", "k3"] and ab.missed_keys == ["k4"]
     assert ab.precision == pytest.approx(1 / 3) and ab.recall == pytest.approx(1 / 2)
     assert ab.f1 == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
     assert ab.median_hours_to_alert == pytest.approx(0.5)
@@ -135,6 +136,7 @@ def test_cli_writes_report_and_json(tmp_path, capsys):
     assert figures["unlabeled_keys"] == "negative"
     text = report.read_text()
     assert 'id="summary"' in text and text.count("<svg") >= 3 and "would raise about" in text
+    assert 'id="details"' in text and "k3" in text  # the unlabeled false positive, for review
     printed = capsys.readouterr().out
     assert "precision" in printed and "At 1,000,000 keys" in printed
 

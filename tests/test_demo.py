@@ -24,7 +24,7 @@ def test_demo_catches_every_planted_case(tmp_path):
     text = console.export_text()
     assert "25 of 25" in text and "15 of 15" in text and "4 of 4" in text
     assert "base-rate lesson" in text
-    for name in ("events.parquet", "scenarios.yaml", "alerts.jsonl", "planted.csv"):
+    for name in ("events.parquet", "scenarios.yaml", "alerts.jsonl", "planted.csv", "labels.csv"):
         assert (tmp_path / name).exists()
     alerts = assay.read_alerts(tmp_path / "alerts.jsonl")
     planted = pl.read_csv(tmp_path / "planted.csv")

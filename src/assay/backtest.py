@@ -93,6 +93,8 @@ class Figures:
     median_hours_to_alert: float | None
     median_hours_after_label: float | None = None
     projection: dict[str, float | int] | None = None
+    false_positive_keys: list[str] = field(default_factory=list)  # the first 50, for review
+    missed_keys: list[str] = field(default_factory=list)  # the first 50
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -215,7 +217,8 @@ def figures_for(scenario_ids: list[str], alerts: pl.DataFrame, key_space: set[st
         false_negatives=len(fn), unlabeled_alerted_keys=len(unlabeled_alerted), false_alerts=false_alerts,
         months=months, precision=precision, recall=recall, f1=f1, alerts_per_10k_keys_per_month=per_10k,
         median_hours_to_alert=_median(delays), median_hours_after_label=_median(after_label),
-        projection=projection)
+        projection=projection, false_positive_keys=sorted(negatives_alerted)[:50],
+        missed_keys=sorted(fn)[:50])
 
 
 def _median(values: list[float]) -> float | None:

@@ -169,6 +169,7 @@ def run_demo(directory: Path, *, customers: int = 60_000, seed: int = 7,
     scenarios_path = directory / "scenarios.yaml"
     scenarios_path.write_text(demo_pack(), encoding="utf-8")
     planted.write_csv(directory / "planted.csv")
+    planted.select("key", pl.lit(1).alias("label")).write_csv(directory / "labels.csv")
     built = time.perf_counter() - started
     console.print(f"built {events.height:,} synthetic line items from {customers:,} customers "
                   f"({events['event_id'].n_unique():,} purchases, 30 days) in {built:.1f} s")
@@ -198,5 +199,6 @@ def run_demo(directory: Path, *, customers: int = 60_000, seed: int = 7,
     console.print(f"files: {events_path} (events), {scenarios_path} (scenarios), {alerts_path} (alerts), "
                   f"{directory / 'planted.csv'} (planted keys)")
     console.print(f"try: assay check {scenarios_path}\n     assay run {scenarios_path} {events_path} "
-                  f"--out {directory / 'alerts.csv'}")
+                  f"--out {directory / 'alerts.csv'}\n     assay backtest {scenarios_path} {events_path} "
+                  f"--labels {directory / 'labels.csv'} --population 10000000 --report {directory / 'report.html'}")
     return 0

@@ -160,6 +160,13 @@ def render(result: BacktestResult, *, title: str = "assay backtest") -> str:
                             f'<td class="n">{_fmt(d["change"])}</td></tr>')
         out.append('<table id="baseline"><tr><th>scenario</th><th>figure</th><th>before</th><th>after</th>'
                    f"<th>change</th></tr>{''.join(rows)}</table>")
+    out.append('<h2>Details</h2><table id="details"><tr><th>scenario</th><th>false-positive keys '
+               "(first 50)</th><th>missed positive keys (first 50)</th></tr>")
+    for x in f:
+        out.append(f"<tr><th>{html.escape(x.scenario)}</th>"
+                   f"<td>{html.escape(', '.join(x.false_positive_keys)) or '–'}</td>"
+                   f"<td>{html.escape(', '.join(x.missed_keys)) or '–'}</td></tr>")
+    out.append("</table>")
     out.append("<h2>Definitions</h2><ul>"
                "<li>Figures are per key: a key is a true positive when it raised an alert and is labelled "
                "positive; missed positives are labelled positive keys without an alert.</li>"
