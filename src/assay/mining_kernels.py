@@ -51,20 +51,16 @@ def _intersect(buf, a0, a_len, b0, b_len, out0):
                 k += 1
                 j += 1
         return k - out0
+    # branch-free merge: which list advances depends on data the CPU cannot predict
     i = a0
     j = b0
     while i < a_end and j < b_end:
         x = buf[i]
         y = buf[j]
-        if x == y:
-            buf[k] = x
-            k += 1
-            i += 1
-            j += 1
-        elif x < y:
-            i += 1
-        else:
-            j += 1
+        buf[k] = x
+        k += x == y
+        i += x <= y
+        j += x >= y
     return k - out0
 
 
