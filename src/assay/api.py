@@ -32,6 +32,7 @@ class RunResult:
     seconds: float
     read_seconds: float
     files: list[str] = field(default_factory=list)
+    events: pl.DataFrame | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -90,7 +91,7 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     alerts = engine.run_batch(read.events, progress=on_detector,
                               all_ids=fast.all_ids if fast is not None else None)
     return RunResult(alerts, spec, rows_read, read.rejects, time.perf_counter() - started,
-                     read_done - started, read.files)
+                     read_done - started, read.files, read.events)
 
 
 def stream(scenarios: ScenarioSource, *, lateness: str | None = None) -> Engine:

@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --on-error skip: where rejected rows go (default: rejects.jsonl next to "
                           "--out, or ./rejects.jsonl)")
     run.add_argument("--quiet", action="store_true", help="print no summary")
+    run.add_argument("--store", metavar="URL", nargs="?", const="",
+                     help="also write the alerts, with their evidence rows, to the alert store "
+                          "(default URL: $ASSAY_STORE or sqlite:///assay.db); idempotent")
+
+    audit = sub.add_parser("audit", help="check the store's audit trail",
+                           description="Walk the hash-chained audit trail of the store and report the first "
+                                       "entry that was changed or removed.")
+    audit.add_argument("action", choices=("verify",), help="verify: walk the chain")
+    audit.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
 
     back = sub.add_parser("backtest", help="score scenarios against labelled history",
                           description="Run SCENARIOS over EVENTS and score the alerts against LABELS "
@@ -132,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args)
         if args.command == "mine":
             return _mine(args)
+        if args.command == "audit":
+            return _audit(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -156,6 +167,19 @@ def _check(args: argparse.Namespace) -> int:
     for s in spec.scenarios:
         print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .store import open_store, verify_audit
+
+    store = open_store(args.store)
+    with store.session() as session:
+        report = verify_audit(session)
+    if report.ok:
+        print(f"audit trail intact: {report.entries:,} entries")
+        return 0
+    print(f"assay: audit trail broken: {report.problem}", file=sys.stderr)
+    return 1
 
 
 def _mine(args: argparse.Namespace) -> int:
@@ -306,7 +330,17 @@ def _run(args: argparse.Namespace) -> int:
             Path(args.out).with_name("rejects.jsonl") if args.out else Path("rejects.jsonl"))
         rejects_path.parent.mkdir(parents=True, exist_ok=True)
         result.rejects.write_ndjson(rejects_path)
+    stored = None
+    if args.store is not None:
+        from .store import ingest_alerts, open_store
+
+        store = open_store(args.store or None)
+        stored = ingest_alerts(store, result.alerts, result.events,
+                               key_columns={s.id: s.key for s in result.scenarios.scenarios})
     result.seconds += time.perf_counter() - written
+    if stored is not None and not args.quiet:
+        print(f"store: {stored.new_alerts:,} new alert(s), {stored.known_alerts:,} already stored; "
+              f"{stored.cases_opened:,} case(s) opened, {stored.cases_extended:,} extended")
     if not args.quiet:
         from .summary import print_summary
 

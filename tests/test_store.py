@@ -1,0 +1,151 @@
+"""The alert store on SQLite and PostgreSQL: idempotent ingest, cases, evidence, audit chain."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select, text
+
+import assay
+from assay.cli import main
+from assay.store import ingest_alerts, open_store, verify_audit
+from assay.store.models import Alert, AuditEntry, Case, EvidenceRow
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+SCENARIOS = """
+version: 1
+purpose: fraud
+scenarios:
+  - {id: ab, kind: combination, items: [a, b], window: 1h}
+  - {id: spend, kind: aggregate, metric: sum(amount), op: ">", threshold: 100, window: 1d}
+"""
+
+
+def events() -> pl.DataFrame:
+    frame = pl.DataFrame({
+        "event_id": ["e1", "e2", "e3", "e4", "e5"],
+        "entity": ["k1", "k1", "k2", "k2", "k1"],
+        "ts": ["2024-01-01T00:00:00Z", "2024-01-01T00:10:00Z", "2024-01-01T00:00:00Z",
+               "2024-01-01T00:20:00Z", "2024-01-02T12:00:00Z"],
+        "item": ["a", "b", "a", "b", "a"],
+        "amount": [60.0, 50.0, 1.0, 1.0, 200.0],
+    })
+    return assay.read_events(frame).events
+
+
+def _postgres_url() -> str:
+    try:
+        import psycopg
+
+        name = f"assay_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{PG}/{name}"
+    except Exception as exc:  # noqa: BLE001 - any connection failure
+        if os.environ.get("CI"):
+            raise RuntimeError(f"PostgreSQL must be reachable under CI: {exc}") from exc
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'assay.db'}" if request.param == "sqlite" else _postgres_url()
+    s = open_store(url)
+    yield s
+    s.engine.dispose()
+    if request.param == "postgresql":
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def run_into(store, frame: pl.DataFrame | None = None):
+    ev = frame if frame is not None else events()
+    alerts = assay.run(SCENARIOS, ev)
+    return alerts, ingest_alerts(store, alerts, ev, key_columns={"ab": "entity", "spend": "entity"})
+
+
+def test_ingest_is_idempotent_and_opens_cases(store):
+    alerts, first = run_into(store)
+    assert first.new_alerts == alerts.height == 3 and first.cases_opened == 2
+    _, second = run_into(store)
+    assert (second.new_alerts, second.known_alerts, second.cases_opened) == (0, 3, 0)
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 3
+        cases = session.execute(select(Case).order_by(Case.key)).scalars().all()
+        assert [(c.key, c.status) for c in cases] == [("k1", "open"), ("k2", "open")]
+        k1_alerts = session.execute(select(Alert).where(Alert.key == "k1")).scalars().all()
+        assert len({a.case_id for a in k1_alerts}) == 1  # same purpose and key: one case
+
+
+def test_evidence_rows_are_stored_with_the_alert(store):
+    alerts, _ = run_into(store)
+    ab_k1 = alerts.filter((pl.col("scenario") == "ab") & (pl.col("key") == "k1"))["alert_id"][0]
+    with store.session() as session:
+        rows = session.execute(select(EvidenceRow).where(EvidenceRow.alert_id == ab_k1)
+                               .order_by(EvidenceRow.event_id)).scalars().all()
+        assert [r.event_id for r in rows] == ["e1", "e2"]
+        assert rows[0].data["item"] == "a" and rows[0].data["entity"] == "k1"
+
+
+def test_new_alerts_extend_an_open_case(store):
+    run_into(store)
+    later = pl.concat([events().drop("_file", "_row"), pl.DataFrame({
+        "event_id": ["e9", "e10"], "entity": ["k2", "k2"], "item": ["a", "b"], "amount": [0.0, 0.0],
+        "ts": ["2024-01-05T00:00:00Z", "2024-01-05T00:01:00Z"]}).with_columns(
+        pl.col("ts").str.to_datetime(time_zone="UTC", time_unit="us"), quantity=pl.lit(1.0),
+        counterparty=pl.lit(None, dtype=pl.String))], how="diagonal_relaxed")
+    _, report = run_into(store, assay.read_events(later).events)
+    assert report.new_alerts == 1 and report.cases_extended == 1 and report.cases_opened == 0
+
+
+def test_audit_chain_detects_edits_and_deletions(store):
+    run_into(store)
+    with store.session() as session:
+        report = verify_audit(session)
+        assert report.ok and report.entries == 3  # two cases opened, one ingest
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE id = 2"))
+    with store.session() as session:
+        report = verify_audit(session)
+        assert not report.ok and report.row == 2 and "audit entry 2" in report.problem
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'assay run' WHERE id = 2"))
+        conn.execute(text("DELETE FROM audit_log WHERE id = 2"))
+    with store.session() as session:
+        report = verify_audit(session)
+        assert not report.ok and report.row == 3 and "changed or removed" in report.problem
+
+
+def test_deleting_the_newest_entry_is_noticed(store):
+    run_into(store)
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+    with store.session() as session:
+        report = verify_audit(session)
+        assert not report.ok and "removed" in report.problem
+
+
+def test_cli_run_store_and_audit_verify(tmp_path, capsys):
+    s = tmp_path / "s.yaml"
+    s.write_text(SCENARIOS)
+    e = tmp_path / "e.parquet"
+    events().drop("_file", "_row").write_parquet(e)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["run", str(s), str(e), "--store", url]) == 0
+    assert "store: 3 new alert(s)" in capsys.readouterr().out
+    assert main(["run", str(s), str(e), "--store", url]) == 0
+    assert "store: 0 new alert(s), 3 already stored" in capsys.readouterr().out
+    assert main(["audit", "verify", "--store", url]) == 0
+    store = open_store(url)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET after = NULL WHERE id = 1"))
+    assert main(["audit", "verify", "--store", url]) == 1
+    assert "audit entry 1" in capsys.readouterr().err
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == 3
