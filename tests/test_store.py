@@ -149,3 +149,88 @@ def test_cli_run_store_and_audit_verify(tmp_path, capsys):
     assert "audit entry 1" in capsys.readouterr().err
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == 3
+
+
+def first_case(store, key: str = "k1") -> int:
+    with store.session() as session:
+        return session.execute(select(Case.id).where(Case.key == key)).scalar_one()
+
+
+def test_case_workflow_with_four_eyes(store):
+    from assay.store.cases import (
+        Actor,
+        Conflict,
+        Forbidden,
+        add_note,
+        approve,
+        assign,
+        set_disposition,
+        set_status,
+    )
+
+    run_into(store)
+    case_id = first_case(store)
+    ana = Actor("ana", "analyst", ("fraud",))
+    sue = Actor("sue", "supervisor", ("fraud",))
+    bob = Actor("bob", "supervisor", ("fraud",))
+    assign(store, case_id, "ana", ana)
+    assert set_status(store, case_id, "in_review", ana).status == "in_review"
+    add_note(store, case_id, "bought all three within a day", ana)
+    with pytest.raises(Conflict, match="needs a disposition"):
+        set_status(store, case_id, "closed", ana)
+    case = set_disposition(store, case_id, "reported", sue)
+    assert case.disposition is None and case.pending_disposition == "reported"  # not yet in effect
+    with pytest.raises(Forbidden, match="four-eyes"):
+        approve(store, case_id, sue)
+    with pytest.raises(Forbidden, match="only a supervisor"):
+        approve(store, case_id, ana)
+    assert approve(store, case_id, bob).disposition == "reported"
+    assert set_status(store, case_id, "closed", ana).status == "closed"
+    with pytest.raises(Conflict, match="cannot go from closed"):
+        set_status(store, case_id, "open", ana)
+    with store.session() as session:
+        report = verify_audit(session)
+        assert report.ok
+        actions = [a for a, in session.execute(select(AuditEntry.action).order_by(AuditEntry.id))]
+        # refused changes leave no trace; each change that happened has one entry
+        assert actions[3:] == ["case.assigned", "case.status", "case.note", "case.disposition", "case.approved",
+                               "case.status"]
+
+
+def test_roles_and_purposes(store):
+    from assay.store.cases import Actor, Forbidden, NotFound, assign
+
+    run_into(store)
+    case_id = first_case(store)
+    with pytest.raises(Forbidden, match="viewer cannot change"):
+        assign(store, case_id, "x", Actor("vic", "viewer", ("fraud",)))
+    with pytest.raises(NotFound, match=f"case {case_id} not found"):
+        assign(store, case_id, "x", Actor("amy", "admin", ("aml",)))  # another purpose: not found, never data
+
+
+def test_tokens_are_stored_hashed_and_revocable(store, capsys):
+    from assay.store.cases import Forbidden, authenticate, create_token, revoke_token
+    from assay.store.models import Token
+
+    token = create_token(store, "ana", "analyst", ["fraud", "aml"])
+    actor = authenticate(store, token)
+    assert (actor.user, actor.role, actor.purposes) == ("ana", "analyst", ("aml", "fraud"))
+    with store.session() as session:
+        row = session.execute(select(Token)).scalar_one()
+        assert token not in str(row.token_hash) and len(row.token_hash) == 64
+        token_id = row.id
+    revoke_token(store, token_id)
+    with pytest.raises(Forbidden, match="revoked"):
+        authenticate(store, token)
+    with store.session() as session:
+        assert verify_audit(session).ok
+
+
+def test_cli_token(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    assert main(["token", "create", "--user", "ana", "--role", "analyst", "--purpose", "fraud", "--store", url]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("assay_")
+    assert main(["token", "revoke", "--id", "1", "--store", url]) == 0
+    assert main(["token", "create", "--user", "ana", "--store", url]) == 2
+    assert main(["audit", "verify", "--store", url]) == 0

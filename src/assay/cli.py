@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write the alerts, with their evidence rows, to the alert store "
                           "(default URL: $ASSAY_STORE or sqlite:///assay.db); idempotent")
 
+    token = sub.add_parser("token", help="create or revoke API tokens of the store",
+                           description="Create a bearer token for a user, role and purposes (printed once, "
+                                       "stored hashed), or revoke one.")
+    token.add_argument("action", choices=("create", "revoke"))
+    token.add_argument("--user", help="create: who the token is for")
+    token.add_argument("--role", choices=("viewer", "analyst", "supervisor", "admin"), help="create: the role")
+    token.add_argument("--purpose", action="append", help="create: a purpose the token sees (repeatable)")
+    token.add_argument("--id", type=int, help="revoke: the token's id")
+    token.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
+
     audit = sub.add_parser("audit", help="check the store's audit trail",
                            description="Walk the hash-chained audit trail of the store and report the first "
                                        "entry that was changed or removed.")
@@ -143,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _mine(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "token":
+            return _token(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -166,6 +178,25 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  input columns: {pairs}")
     for s in spec.scenarios:
         print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .store import open_store
+    from .store.cases import create_token, revoke_token
+
+    store = open_store(args.store)
+    if args.action == "create":
+        if not args.user or not args.role or not args.purpose:
+            raise UsageError("token create needs --user, --role and at least one --purpose")
+        token = create_token(store, args.user, args.role, args.purpose)
+        print(token)
+        print("(shown once: the store keeps only its hash)", file=sys.stderr)
+        return 0
+    if args.id is None:
+        raise UsageError("token revoke needs --id")
+    revoke_token(store, args.id)
+    print(f"token {args.id} revoked")
     return 0
 
 
