@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--id", type=int, help="revoke: the token's id")
     token.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
 
+    serve = sub.add_parser("serve", help="serve the store's REST API",
+                           description="Serve the REST API over the alert store (needs the 'api' extra). "
+                                       "Every endpoint but /health needs a bearer token (assay token create).")
+    serve.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+
     audit = sub.add_parser("audit", help="check the store's audit trail",
                            description="Walk the hash-chained audit trail of the store and report the first "
                                        "entry that was changed or removed.")
@@ -155,6 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "serve":
+            import uvicorn
+
+            from .api_http import create_app
+            from .store import open_store
+
+            uvicorn.run(create_app(open_store(args.store)), host=args.host, port=args.port)
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
