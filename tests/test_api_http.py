@@ -93,4 +93,7 @@ def test_filters_and_paging(client):
     assert client.get("/alerts?scenario=ab&key=k1", headers=h).json()["total"] == 1
     assert client.get("/alerts?since=2024-01-02T00:00:00Z", headers=h).json()["total"] == 0
     assert client.get("/cases?status=open", headers=h).json()["total"] == 2
+    assert client.get("/cases?scenario=spend", headers=h).json()["total"] == 1
+    assert client.get("/cases?severity=medium&key=k2", headers=h).json()["total"] == 1
+    assert client.get("/cases?since=2024-01-01T00:15:00Z", headers=h).json()["total"] == 1  # k2's alert at 00:20
     assert "/cases/{case_id}/approve" in client.get("/openapi.json").json()["paths"]

@@ -42,6 +42,7 @@ from .store.cases import (
     set_status,
 )
 from .store.models import Alert, Case, CaseNote, EvidenceRow
+from .store.scores import score
 
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409}
 # ids and offsets a database integer can hold (a larger one is a 422, not a crash)
@@ -158,14 +159,26 @@ def create_app(store: Store) -> FastAPI:
 
     @app.get("/cases")
     def list_cases(who: Who, purpose: str | None = None, status: str | None = None, key: str | None = None,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   scenario: str | None = None, severity: str | None = None, since: datetime | None = None,
+                   until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                    offset: Offset = 0) -> dict[str, Any]:
+        """Cases; ``scenario``, ``severity`` and the time range select cases holding such an alert."""
         purposes = [p for p in who.purposes if purpose in (None, p)]
         q = select(Case).where(Case.purpose.in_(purposes))
         if status is not None:
             q = q.where(Case.status == status)
         if key is not None:
             q = q.where(Case.key == key)
+        if scenario is not None or severity is not None or since is not None or until is not None:
+            held = select(Alert.case_id)
+            for column, value in ((Alert.scenario, scenario), (Alert.severity, severity)):
+                if value is not None:
+                    held = held.where(column == value)
+            if since is not None:
+                held = held.where(Alert.ts >= since)
+            if until is not None:
+                held = held.where(Alert.ts <= until)
+            q = q.where(Case.id.in_(held))
         with store.session() as session:
             total = session.scalar(select(func.count()).select_from(q.subquery()))
             rows = session.execute(q.order_by(Case.id).limit(limit).offset(offset)).scalars()
@@ -192,6 +205,12 @@ def create_app(store: Store) -> FastAPI:
                     timeline.append({"ts": r.ts.isoformat(), "event_id": r.event_id, "row": r.data})
             return {**_case(c), "alerts": [_alert(a) for a in alerts], "timeline": timeline,
                     "notes": [{"author": n.author, "at": n.at.isoformat(), "text": n.text} for n in notes]}
+
+    @app.get("/entities/{key}/score")
+    def entity_score(key: str, purpose: Annotated[str, Query(min_length=1, max_length=64)],
+                     who: Who) -> dict[str, Any]:
+        """A key's risk score within exactly one purpose (there is no cross-purpose score)."""
+        return score(store, key, purpose, who)
 
     @app.post("/cases/{case_id}/status")
     def change_status(case_id: CaseId, body: StatusChange, who: Who) -> dict[str, Any]:

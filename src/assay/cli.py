@@ -72,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
+    pseudo = sub.add_parser("pseudonymize", help="replace identifier columns by keyed pseudonyms",
+                            description="Replace identifier columns by HMAC-SHA256 pseudonyms (same value and key, "
+                                        "same pseudonym); the key is read from a file or $ASSAY_PSEUDONYM_KEY and "
+                                        "never written out.")
+    pseudo.add_argument("source", metavar="IN", help="a CSV, JSONL or Parquet file")
+    pseudo.add_argument("target", metavar="OUT", help="where to write (.csv, .jsonl or .parquet)")
+    pseudo.add_argument("--columns", required=True, help="comma-separated columns, e.g. entity,counterparty")
+    pseudo.add_argument("--key-file", metavar="FILE", help="the secret key (default: $ASSAY_PSEUDONYM_KEY)")
+
+    purge = sub.add_parser("purge", help="delete closed cases past retention",
+                           description="Delete closed cases last changed longer ago than the retention, with "
+                                       "their alerts, evidence rows and notes; recorded in the audit trail.")
+    purge.add_argument("--older-than", required=True, metavar="DURATION", help="retention, e.g. 400d")
+    purge.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
+
+    export = sub.add_parser("export-subject", help="export everything stored about one key (subject access)",
+                            description="Write everything the store holds about one key within one purpose as "
+                                        "JSON; recorded in the audit trail.")
+    export.add_argument("key", metavar="KEY")
+    export.add_argument("--purpose", required=True, help="the purpose (one at a time)")
+    export.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
+    export.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
+
     audit = sub.add_parser("audit", help="check the store's audit trail",
                            description="Walk the hash-chained audit trail of the store and report the first "
                                        "entry that was changed or removed.")
@@ -162,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "token":
             return _token(args)
+        if args.command in ("pseudonymize", "purge", "export-subject"):
+            return _privacy(args)
         if args.command == "serve":
             import uvicorn
 
@@ -193,6 +218,36 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  input columns: {pairs}")
     for s in spec.scenarios:
         print(f"  {s.id} (v{s.version}, {s.kind}): {s.describe()}")
+    return 0
+
+
+def _privacy(args: argparse.Namespace) -> int:
+    import json
+    from datetime import timedelta
+
+    if args.command == "pseudonymize":
+        from .pseudonymize import load_key, pseudonymize
+
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        n = pseudonymize(args.source, args.target, columns, load_key(args.key_file))
+        print(f"{n:,} rows written to {args.target} with {', '.join(columns)} pseudonymised")
+        return 0
+    from .durations import parse_duration
+    from .store import open_store
+    from .store.privacy import export_subject, purge
+
+    store = open_store(args.store)
+    if args.command == "purge":
+        counts = purge(store, timedelta(microseconds=parse_duration(args.older_than)))
+        print(f"purged {counts['cases']:,} closed case(s), {counts['alerts']:,} alert(s), "
+              f"{counts['evidence_rows']:,} evidence row(s), {counts['notes']:,} note(s)")
+        return 0
+    data = json.dumps(export_subject(store, args.key, args.purpose), indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(data, encoding="utf-8")
+        print(f"written to {args.out}")
+    else:
+        print(data)
     return 0
 
 
