@@ -97,3 +97,11 @@ def test_filters_and_paging(client):
     assert client.get("/cases?severity=medium&key=k2", headers=h).json()["total"] == 1
     assert client.get("/cases?since=2024-01-01T00:15:00Z", headers=h).json()["total"] == 1  # k2's alert at 00:20
     assert "/cases/{case_id}/approve" in client.get("/openapi.json").json()["paths"]
+
+
+def test_nul_characters_are_refused(client):
+    h = auth(client, "admin")
+    for r in (client.get("/alerts?key=a%00b", headers=h),
+              client.get("/entities/a%00b/score?purpose=fraud", headers=h),
+              client.post(f"/cases/{client.case_id}/notes", json={"text": "a\u0000b"}, headers=h)):
+        assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]

@@ -99,6 +99,15 @@ def create_app(store: Store) -> FastAPI:
                   responses={401: {"model": ErrorShape}, 403: {"model": ErrorShape}, 404: {"model": ErrorShape},
                              409: {"model": ErrorShape}, 422: {"model": ErrorShape}})
 
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # PostgreSQL text cannot hold NUL; no identifier or note needs one: refuse it up front
+        raw = request.url.path + "?" + (request.url.query or "")
+        body = await request.body()
+        if "%00" in raw or "\x00" in raw or b"\x00" in body or b"\\u0000" in body:
+            return _error(422, "ValidationError", "text may not contain NUL characters")
+        return await call_next(request)
+
     @app.exception_handler(AssayError)
     async def assay_error(_: Request, exc: AssayError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
