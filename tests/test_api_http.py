@@ -91,6 +91,8 @@ def test_filters_and_paging(client):
     page = client.get("/alerts?limit=2&offset=2", headers=h).json()
     assert len(page["items"]) == 1
     assert client.get("/alerts?scenario=ab&key=k1", headers=h).json()["total"] == 1
+    assert client.get("/alerts?status=open", headers=h).json()["total"] == 3
+    assert client.get("/alerts?status=closed", headers=h).json()["total"] == 0
     assert client.get("/alerts?since=2024-01-02T00:00:00Z", headers=h).json()["total"] == 0
     assert client.get("/cases?status=open", headers=h).json()["total"] == 2
     assert client.get("/cases?scenario=spend", headers=h).json()["total"] == 1

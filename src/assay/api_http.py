@@ -141,7 +141,8 @@ def create_app(store: Store) -> FastAPI:
 
     @app.get("/alerts")
     def list_alerts(who: Who, purpose: str | None = None, scenario: str | None = None,
-                    severity: str | None = None, key: str | None = None, since: datetime | None = None,
+                    severity: str | None = None, key: str | None = None, status: str | None = None,
+                    since: datetime | None = None,
                     until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                     offset: Offset = 0) -> dict[str, Any]:
         purposes = [p for p in who.purposes if purpose in (None, p)]
@@ -149,6 +150,8 @@ def create_app(store: Store) -> FastAPI:
         for column, value in ((Alert.scenario, scenario), (Alert.severity, severity), (Alert.key, key)):
             if value is not None:
                 q = q.where(column == value)
+        if status is not None:  # the status of the alert's case
+            q = q.where(Alert.case_id.in_(select(Case.id).where(Case.status == status)))
         if since is not None:
             q = q.where(Alert.ts >= since)
         if until is not None:
