@@ -94,6 +94,26 @@ def _case(c: Case) -> dict[str, Any]:
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
 
+def _alert_filters(q, scenario: str | None, severity: str | None, key: str | None,  # type: ignore[no-untyped-def]
+                   since: datetime | None, until: datetime | None):
+    """The filters alerts and cases share: scenario, severity, key and the alert's time range."""
+    for column, value in ((Alert.scenario, scenario), (Alert.severity, severity), (Alert.key, key)):
+        if value is not None:
+            q = q.where(column == value)
+    if since is not None:
+        q = q.where(Alert.ts >= since)
+    if until is not None:
+        q = q.where(Alert.ts <= until)
+    return q
+
+
+def _page(store: Store, q, order, limit: int, offset: int, render) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    with store.session() as session:
+        total = session.scalar(select(func.count()).select_from(q.subquery()))
+        rows = session.execute(q.order_by(*order).limit(limit).offset(offset)).scalars()
+        return {"total": total, "items": [render(r) for r in rows]}
+
+
 def create_app(store: Store) -> FastAPI:
     app = FastAPI(title="assay", version="0.1.0",
                   responses={401: {"model": ErrorShape}, 403: {"model": ErrorShape}, 404: {"model": ErrorShape},
@@ -146,20 +166,10 @@ def create_app(store: Store) -> FastAPI:
                     until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                     offset: Offset = 0) -> dict[str, Any]:
         purposes = [p for p in who.purposes if purpose in (None, p)]
-        q = select(Alert).where(Alert.purpose.in_(purposes))
-        for column, value in ((Alert.scenario, scenario), (Alert.severity, severity), (Alert.key, key)):
-            if value is not None:
-                q = q.where(column == value)
+        q = _alert_filters(select(Alert).where(Alert.purpose.in_(purposes)), scenario, severity, key, since, until)
         if status is not None:  # the status of the alert's case
             q = q.where(Alert.case_id.in_(select(Case.id).where(Case.status == status)))
-        if since is not None:
-            q = q.where(Alert.ts >= since)
-        if until is not None:
-            q = q.where(Alert.ts <= until)
-        with store.session() as session:
-            total = session.scalar(select(func.count()).select_from(q.subquery()))
-            rows = session.execute(q.order_by(Alert.ts, Alert.alert_id).limit(limit).offset(offset)).scalars()
-            return {"total": total, "items": [_alert(a) for a in rows]}
+        return _page(store, q, (Alert.ts, Alert.alert_id), limit, offset, _alert)
 
     @app.get("/alerts/{alert_id}")
     def get_alert(alert_id: str, who: Who) -> dict[str, Any]:
@@ -182,19 +192,8 @@ def create_app(store: Store) -> FastAPI:
         if key is not None:
             q = q.where(Case.key == key)
         if scenario is not None or severity is not None or since is not None or until is not None:
-            held = select(Alert.case_id)
-            for column, value in ((Alert.scenario, scenario), (Alert.severity, severity)):
-                if value is not None:
-                    held = held.where(column == value)
-            if since is not None:
-                held = held.where(Alert.ts >= since)
-            if until is not None:
-                held = held.where(Alert.ts <= until)
-            q = q.where(Case.id.in_(held))
-        with store.session() as session:
-            total = session.scalar(select(func.count()).select_from(q.subquery()))
-            rows = session.execute(q.order_by(Case.id).limit(limit).offset(offset)).scalars()
-            return {"total": total, "items": [_case(c) for c in rows]}
+            q = q.where(Case.id.in_(_alert_filters(select(Alert.case_id), scenario, severity, None, since, until)))
+        return _page(store, q, (Case.id,), limit, offset, _case)
 
     @app.get("/cases/{case_id}")
     def get_case(case_id: CaseId, who: Who) -> dict[str, Any]:
