@@ -1,0 +1,1 @@
+"""Streaming over NATS JetStream (optional extra ``assay[stream]``): publishing, so far."""
