@@ -18,6 +18,7 @@ import polars as pl
 from .backtest import Labels
 from .durations import format_duration, parse_duration
 from .errors import UsageError
+from .keys import dense_codes
 from .mining import Baskets, frequent_itemsets, min_count
 
 Z95 = 1.959963984540054
@@ -51,13 +52,11 @@ def contrast(baskets: Baskets, labels: Labels, *, min_support: float = 0.05, max
     # every basket holding an item, for counting candidates over all keys
     by_item = {item: np.sort(np.asarray(ids, dtype=np.int64)) for item, ids in
                baskets.pairs.group_by("item").agg("basket").iter_rows()}
-    key_code = keys.cast(pl.Categorical).to_physical().to_numpy()
-    code_pos = np.zeros(int(key_code.max()) + 1 if key_code.size else 1, np.bool_)
+    key_code, n_codes = dense_codes(keys)
+    code_pos = np.zeros(max(n_codes, 1), np.bool_)
     code_neg = np.zeros_like(code_pos)
-    pos_set, neg_set = pos_keys, neg_keys
-    for code, key in zip(key_code, keys.to_list(), strict=True):
-        code_pos[code] = key in pos_set
-        code_neg[code] = key in neg_set
+    code_pos[key_code[is_pos_basket]] = True
+    code_neg[key_code[keys.is_in(list(neg_keys)).to_numpy()]] = True
     rows = []
     n_pos, n_neg = len(pos_keys), len(neg_keys)
     for items in candidates["items"].to_list():
