@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol
 
@@ -154,6 +153,7 @@ class WindowedDetector:
         self.retained = self._empty_rows()
         self.prev: pl.DataFrame = self._empty_prev()
         self.max_ts: int | None = None
+        self._keep_state = True  # False during a batch run's update: no evaluation follows
 
     # --- relevance -------------------------------------------------------
     def _empty_rows(self) -> pl.DataFrame:
@@ -304,7 +304,7 @@ class WindowedDetector:
     def _set_prev(self, group_keys: pl.Series, groups: np.ndarray, combos: np.ndarray,
                   decided: np.ndarray) -> None:
         """Replace prev for the groups in ``decided`` by the (group, combo) pairs given."""
-        if not getattr(self, "_keep_state", True):
+        if not self._keep_state:
             return  # a batch run: no evaluation follows
         decided_keys = group_keys.gather(decided)
         kept = self.prev.filter(~pl.col("_key").is_in(decided_keys.implode()))
@@ -508,4 +508,4 @@ def build_detectors(scenarios: tuple[Scenario, ...]) -> list[Detector]:
 
 
 __all__ = ["Detector", "CombinationDetector", "AggregateDetector", "build_detectors", "MAX_EVIDENCE",
-           "Decimal", "empty_candidates"]
+           "empty_candidates"]

@@ -54,6 +54,8 @@ class Engine:
         self.next_seq = 0
         self.max_ts: int | None = None
         self.held: pl.DataFrame | None = None
+        # with a pushed-down batch: (event_id, ts, _seq) of every row, for trigger positions
+        self._all_ids: pl.LazyFrame | None = None
         # rows seen per event_id, for SPEC's position of the trigger row among them
         self.event_rows = pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
         # How long a stream remembers how many rows an event_id had (for trigger positions):
@@ -229,9 +231,8 @@ class Engine:
     def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
         wanted = found["trigger_event_id"].unique().implode()
-        all_ids = getattr(self, "_all_ids", None)
-        if all_ids is not None:
-            rows = all_ids.filter(pl.col("event_id").is_in(wanted)).collect().sort(
+        if self._all_ids is not None:
+            rows = self._all_ids.filter(pl.col("event_id").is_in(wanted)).collect().sort(
                 ["ts", "_seq"], maintain_order=True)
         same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
