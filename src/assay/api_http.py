@@ -40,11 +40,17 @@ from .store.cases import (
     authenticate,
     set_disposition,
     set_status,
+    visible,
 )
 from .store.models import Alert, Case, CaseNote, EvidenceRow
 from .store.scores import score
 
-STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409}
+
+class Unauthorized(AssayError):
+    """No token, or not a valid one."""
+
+
+STATUS = {Unauthorized: 401, NotFound: 404, Forbidden: 403, Conflict: 409}
 # ids and offsets a database integer can hold (a larger one is a 422, not a crash)
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
@@ -174,10 +180,7 @@ def create_app(store: Store) -> FastAPI:
     @app.get("/alerts/{alert_id}")
     def get_alert(alert_id: str, who: Who) -> dict[str, Any]:
         with store.session() as session:
-            a = session.get(Alert, alert_id)
-            if a is None or a.purpose not in who.purposes:
-                raise NotFound(f"alert {alert_id} not found")
-            return _alert(a)
+            return _alert(visible(session, Alert, alert_id, who, "alert"))
 
     @app.get("/cases")
     def list_cases(who: Who, purpose: str | None = None, status: str | None = None, key: str | None = None,
@@ -198,9 +201,7 @@ def create_app(store: Store) -> FastAPI:
     @app.get("/cases/{case_id}")
     def get_case(case_id: CaseId, who: Who) -> dict[str, Any]:
         with store.session() as session:
-            c = session.get(Case, case_id)
-            if c is None or c.purpose not in who.purposes:
-                raise NotFound(f"case {case_id} not found")
+            c = visible(session, Case, case_id, who, "case")
             alerts = session.execute(select(Alert).where(Alert.case_id == c.id).order_by(Alert.ts)).scalars().all()
             ids = [a.alert_id for a in alerts]
             rows = session.execute(select(EvidenceRow).where(EvidenceRow.alert_id.in_(ids))
@@ -246,9 +247,3 @@ def create_app(store: Store) -> FastAPI:
 
     return app
 
-
-class Unauthorized(AssayError):
-    """No token, or not a valid one."""
-
-
-STATUS[Unauthorized] = 401  # type: ignore[index]

@@ -46,11 +46,16 @@ class Actor:
         return self.role in ("analyst", "supervisor", "admin")
 
 
+def visible(session, model, ident, actor: Actor, what: str):  # type: ignore[no-untyped-def]
+    """The alert or case if it exists within the actor's purposes; else "not found", never the data."""
+    obj = session.get(model, ident)
+    if obj is None or obj.purpose not in actor.purposes:
+        raise NotFound(f"{what} {ident} not found")
+    return obj
+
+
 def _case(session, case_id: int, actor: Actor) -> Case:  # type: ignore[no-untyped-def]
-    case = session.get(Case, case_id)
-    if case is None or case.purpose not in actor.purposes:
-        raise NotFound(f"case {case_id} not found")
-    return case
+    return visible(session, Case, case_id, actor, "case")
 
 
 def _change(store: Store, case_id: int, actor: Actor, action: str, apply) -> Case:  # type: ignore[no-untyped-def]
