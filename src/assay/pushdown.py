@@ -45,45 +45,52 @@ class PushdownResult(ReadResult):
 
 def eligible(path: Path, mapping: Mapping[str, str]) -> bool:
     """True when Parquet statistics show the required columns hold no bad values."""
+    return _clean_footer(path, mapping) is not None
+
+
+def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, int] | None:
+    """(schema, row count) from the file's footer, read once, when its statistics prove the
+    required columns clean; None when the fast path does not apply."""
     if not path.name.lower().endswith((".parquet", ".pq")):
-        return False
+        return None
     try:
         meta = pq.ParquetFile(path).metadata
         schema = pl.read_parquet_schema(path)
     except Exception:  # noqa: BLE001 - any unreadable footer: take the ordinary path
-        return False
+        return None
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     for canonical in REQUIRED:
         source = mapping.get(canonical, canonical)
         if source not in names or source not in schema:
-            return False
+            return None
         dtype = schema[source]
         if canonical == "ts" and not isinstance(dtype, pl.Datetime | pl.Date):
-            return False
+            return None
         if canonical != "ts" and not (dtype == pl.String or dtype.is_integer()):
-            return False
+            return None
         col = names.index(source)
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(col).statistics
             if stats is None or not stats.has_null_count or stats.null_count:
-                return False
+                return None
             # an empty string sorts first: a minimum of "" means an empty required value
             if dtype == pl.String and (not stats.has_min_max or stats.min in ("", None)):
-                return False
-    return True
+                return None
+    return pl.Schema(schema), meta.num_rows
 
 
 def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
                   prefilter: Prefilter) -> PushdownResult | None:
     """Relevant rows of Parquet files, or None when the fast path does not apply."""
-    if not paths or not all(eligible(p, mapping) for p in paths):
+    footers = [_clean_footer(p, mapping) for p in paths]
+    if not paths or any(f is None for f in footers):
         return None
     wanted = {mapping.get(c, c) for c in set(columns) | set(REQUIRED)} | set(mapping.values())
     renames = {v: k for k, v in mapping.items()}
     frames, ids = [], []
     offset = 0
-    for path in paths:
-        schema = pl.read_parquet_schema(path)
+    for path, footer in zip(paths, footers, strict=True):
+        schema, n_rows = footer  # type: ignore[misc]
         if "alert_id" in schema:
             return None  # let the ordinary reader refuse it with its message
         cols = [c for c in schema if c in wanted]
@@ -96,7 +103,6 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         scan = pl.scan_parquet(path, row_index_name="_row", row_index_offset=1).select(["_row", *cols])
         scan = scan.rename({c: renames[c] for c in cols if c in renames}).with_columns(
             pl.col("_row").cast(pl.Int64))
-        n_rows = pq.ParquetFile(path).metadata.num_rows
         ts_source = mapping.get("ts", "ts")
         ts_expr = pl.col("ts")
         if isinstance(schema[ts_source], pl.Date):
