@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 
 import polars as pl
 import pytest
@@ -15,31 +13,6 @@ from assay.streaming.wire import decode, partitions_of
 
 nats = pytest.importorskip("nats")
 URL = "nats://127.0.0.1:4222"
-
-
-@pytest.fixture
-def subject():
-    async def reachable() -> None:
-        nc = await nats.connect(URL, connect_timeout=2, max_reconnect_attempts=0)
-        await nc.close()
-
-    try:
-        asyncio.run(reachable())
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("CI"):
-            raise RuntimeError(f"NATS must be reachable under CI: {exc}") from exc
-        pytest.skip(f"NATS not reachable: {exc}")
-    name = f"assaytest{uuid.uuid4().hex[:8]}.events"
-    yield name
-
-    async def cleanup() -> None:
-        nc = await nats.connect(URL)
-        try:
-            await nc.jetstream().delete_stream(name.upper().replace(".", "_"))
-        finally:
-            await nc.close()
-
-    asyncio.run(cleanup())
 
 
 async def consume(subject: str, partition: int) -> list[pl.DataFrame]:
@@ -61,7 +34,8 @@ async def consume(subject: str, partition: int) -> list[pl.DataFrame]:
         await nc.close()
 
 
-def test_publish_partitions_by_key_in_arrival_order(tmp_path, subject, capsys):
+def test_publish_partitions_by_key_in_arrival_order(tmp_path, nats_subject, capsys):
+    subject = nats_subject
     from assay.demo import generate
 
     events, _ = generate(customers=300, seed=2)

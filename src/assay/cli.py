@@ -95,18 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
     export.add_argument("--store", metavar="URL", help="the store (default: $ASSAY_STORE or sqlite:///assay.db)")
 
-    pub = sub.add_parser("publish", help="load event files into a NATS JetStream stream",
-                         description="Publish events to JetStream in micro-batches (Arrow IPC), one subject per "
-                                     "partition (SUBJECT.<n>, from a hash of the key), creating the stream if "
-                                     "absent. Needs the 'stream' extra.")
-    pub.add_argument("events", metavar="EVENTS", nargs="+", help="event files")
-    pub.add_argument("--nats", default="nats://127.0.0.1:4222", metavar="URL", help="NATS server")
-    pub.add_argument("--subject", default="assay.events", help="subject prefix (default assay.events)")
-    pub.add_argument("--partitions", type=int, default=8, help="number of partitions (default 8)")
-    pub.add_argument("--batch", type=int, default=1000, help="rows per message (default 1000)")
-    pub.add_argument("--key", default="entity", help="the column that decides the partition (default entity)")
-    pub.add_argument("--map", metavar="CANONICAL=COLUMN", action="append",
-                     help="read a canonical column from another column name (repeatable)")
+    from .cli_stream import add_parsers as add_stream_parsers
+
+    add_stream_parsers(sub)
 
     audit = sub.add_parser("audit", help="check the store's audit trail",
                            description="Walk the hash-chained audit trail of the store and report the first "
@@ -201,16 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("pseudonymize", "purge", "export-subject"):
             return _privacy(args)
         if args.command == "publish":
-            from .streaming.publish import publish
+            from .cli_stream import run_publish
 
-            started = time.perf_counter()
-            report = publish([Path(p) for p in args.events], url=args.nats, subject=args.subject,
-                             partitions=args.partitions, batch=args.batch, mapping=_parse_map(args.map),
-                             key=args.key)
-            took = time.perf_counter() - started
-            print(f"published {report.rows:,} rows in {report.messages:,} messages to {args.subject}.<0-"
-                  f"{report.partitions - 1}> (stream {report.stream}) in {took:.2f} s")
-            return 0
+            return run_publish(args, _parse_map)
+        if args.command == "stream":
+            from .cli_stream import run_stream
+
+            return run_stream(args)
         if args.command == "serve":
             import uvicorn
 

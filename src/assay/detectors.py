@@ -54,6 +54,10 @@ class Detector(Protocol):
         """Evaluate the next rows (canonical order); return alert candidates (CANDIDATE_SCHEMA)."""
         ...
 
+    def unusable(self, rows: pl.DataFrame) -> pl.Expr | None:
+        """Relevant rows the detector cannot evaluate (a stream dead-letters them), or None."""
+        ...
+
     def expire(self, watermark_us: int) -> None: ...
 
     def snapshot(self) -> bytes: ...
@@ -187,6 +191,10 @@ class WindowedDetector:
 
     def check_values(self, relevant: pl.DataFrame) -> None:
         """Raise InputError for a relevant row whose value the metric cannot use."""
+
+    def unusable(self, rows: pl.DataFrame) -> pl.Expr | None:
+        """Relevant rows whose value the metric cannot use, as a mask (None: every row is usable)."""
+        return None
 
     def select_relevant(self, rows: pl.DataFrame, with_index: bool = False) -> pl.DataFrame:
         mask = self.relevance(rows)
@@ -413,6 +421,13 @@ class AggregateDetector(WindowedDetector):
         if dtype.is_numeric():
             return pl.col(column).cast(pl.Float64)
         return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+    def unusable(self, rows: pl.DataFrame) -> pl.Expr | None:
+        """Relevant rows whose metric value is empty or not a number (a stream dead-letters them)."""
+        if self.metric.column is None or self.metric.name == "distinct":
+            return None
+        value = self.value_expr(rows)
+        return self.relevance(rows) & (value.is_null() | value.is_nan())
 
     def check_values(self, relevant: pl.DataFrame) -> None:
         if self.metric.column is None or self.metric.name == "distinct":

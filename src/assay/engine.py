@@ -89,6 +89,32 @@ class Engine:
         return self._evaluate(rows, progress, batch=True)
 
     # --- stream ------------------------------------------------------------
+    def screen(self, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Split rows into those every detector can use and the rest, with a ``reason``.
+
+        A batch run stops at such a row; a stream sets it aside (dead letter) and goes on.
+        Raises ScenarioError when the rows cannot be read at all (a missing key column,
+        a ``where`` comparing a column of another type).
+        """
+        bad = pl.lit(False)
+        reason = pl.lit(None, dtype=pl.String)
+        for det in self.detectors:
+            mask = det.unusable(events)
+            if mask is None:
+                continue
+            sid = det.scenarios[0].id
+            reason = pl.when(bad).then(reason).when(mask).then(
+                pl.lit(f"scenario '{sid}' needs a number in this row's metric column; it is empty "
+                       "or not a number")).otherwise(reason)
+            bad = bad | mask.fill_null(False)
+        for det in self.detectors:
+            det.relevance(events)  # raises ScenarioError when the rows do not fit the scenario
+        flags = events.select(bad.alias("_bad"), reason.alias("reason"))
+        if not bool(flags["_bad"].any()):
+            return events, events.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
+        return (events.filter(~flags["_bad"]),
+                events.with_columns(flags["reason"]).filter(flags["_bad"]))
+
     def push(self, events: pl.DataFrame) -> PushResult:
         """Feed rows in arrival order; returns the alerts they release and the too-late rows."""
         rows = self._with_seq(events)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from . import audit
 from .db import Store
@@ -34,46 +34,56 @@ def ingest_alerts(store: Store, alerts: pl.DataFrame, events: pl.DataFrame | Non
     key_columns = key_columns or {}
     with store.session() as session, session.begin():
         ids = alerts["alert_id"].to_list()
-        known = set()
-        for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-            chunk = ids[start:start + 900]
+        known: set[str] = set()
+        for chunk in _chunks(ids):
             known |= set(session.execute(select(Alert.alert_id).where(Alert.alert_id.in_(chunk))).scalars())
-        fresh = alerts.filter(~pl.col("alert_id").is_in(list(known)))
-        opened = extended = 0
-        open_cases: dict[tuple[str, str], Case] = {}
-        for row in fresh.iter_rows(named=True):
-            case_key = (row["purpose"], row["key"])
-            case = open_cases.get(case_key)
-            if case is None:
-                case = session.execute(select(Case).where(
-                    Case.purpose == row["purpose"], Case.key == row["key"], Case.status != "closed")
-                    .order_by(Case.id)).scalars().first()
-                if case is None:
-                    case = Case(purpose=row["purpose"], key=row["key"], status="open", created_at=now,
-                                updated_at=now)
-                    session.add(case)
-                    session.flush()
-                    opened += 1
-                    audit.append(session, actor=actor, action="case.opened", object_type="case",
-                                 object_id=str(case.id), after={"purpose": case.purpose, "key": case.key})
-                else:
-                    extended += 1
-                    case.updated_at = now
-                open_cases[case_key] = case
-            session.add(Alert(
-                alert_id=row["alert_id"], purpose=row["purpose"], scenario=row["scenario"],
-                scenario_version=row["scenario_version"], key=row["key"], ts=row["ts"],
-                trigger_event_id=row["trigger_event_id"], value=row["value"], threshold=row["threshold"],
-                severity=row["severity"], evidence=list(row["evidence"]),
-                evidence_truncated=row["evidence_truncated"], case_id=case.id, ingested_at=now))
-        session.flush()
-        if events is not None and fresh.height:
+        fresh = alerts.filter(~pl.col("alert_id").is_in(list(known))).unique("alert_id", maintain_order=True)
+        if fresh.height == 0:
+            return IngestReport(0, len(known), 0, 0)
+        cases, new_cases = _open_cases(session, fresh, now)
+        session.execute(insert(Alert), [
+            {**row, "evidence": list(row["evidence"]), "case_id": cases[(row["purpose"], row["key"])].id,
+             "ingested_at": now}
+            for row in fresh.iter_rows(named=True)])
+        if events is not None:
             _evidence_rows(session, fresh, events, key_columns)
-        if fresh.height:
-            audit.append(session, actor=actor, action="alerts.ingested", object_type="alerts",
-                         object_id=str(fresh.height),
-                         after={"alert_ids": fresh["alert_id"].to_list()[:10_000], "count": fresh.height})
-    return IngestReport(fresh.height, len(known), opened, extended)
+        if new_cases:
+            audit.append(session, actor=actor, action="cases.opened", object_type="cases",
+                         object_id=str(len(new_cases)),
+                         after={"cases": [{"id": c.id, "purpose": c.purpose, "key": c.key} for c in new_cases]})
+        audit.append(session, actor=actor, action="alerts.ingested", object_type="alerts",
+                     object_id=str(fresh.height),
+                     after={"alert_ids": fresh["alert_id"].to_list()[:10_000], "count": fresh.height})
+    return IngestReport(fresh.height, len(known), len(new_cases), len(cases) - len(new_cases))
+
+
+def _chunks(values: list, size: int = 900) -> list[list]:  # type: ignore[type-arg]
+    """Stay under SQLite's bound-parameter limit."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _open_cases(session, fresh: pl.DataFrame,  # type: ignore[no-untyped-def]
+                now: datetime) -> tuple[dict[tuple[str, str], Case], list[Case]]:
+    """The open case of each (purpose, key) among ``fresh``, opening the missing ones."""
+    cases: dict[tuple[str, str], Case] = {}
+    opened: list[Case] = []
+    for (purpose,), part in fresh.select("purpose", "key").unique().group_by("purpose"):
+        keys = part["key"].to_list()
+        for chunk in _chunks(keys):
+            found = session.execute(select(Case).where(
+                Case.purpose == purpose, Case.key.in_(chunk), Case.status != "closed").order_by(Case.id)).scalars()
+            for case in found:
+                cases.setdefault((purpose, case.key), case)
+        for key in keys:
+            if (purpose, key) in cases:
+                cases[(purpose, key)].updated_at = now
+                continue
+            case = Case(purpose=purpose, key=key, status="open", created_at=now, updated_at=now)
+            session.add(case)
+            opened.append(case)
+            cases[(purpose, key)] = case
+    session.flush()  # assigns the new cases' ids
+    return cases, opened
 
 
 def _evidence_rows(session, fresh: pl.DataFrame, events: pl.DataFrame, key_columns: dict[str, str]) -> None:

@@ -55,7 +55,8 @@ async def publish_frame(events: pl.DataFrame, *, url: str, subject: str, partiti
                 chunk = mine[start:start + batch]
                 pending.append(await js.publish_async(
                     f"{subject}.{p}", encode(chunk),
-                    headers={"assay-format": FORMAT, "assay-rows": str(chunk.height)}))
+                    headers={"assay-format": FORMAT, "assay-rows": str(chunk.height),
+                             "assay-key": key}))
                 messages += 1
                 if len(pending) >= 256:
                     await asyncio.gather(*pending)

@@ -1,0 +1,343 @@
+"""``assay stream``: the detection worker on NATS JetStream.
+
+One engine per partition (SPEC: the watermark belongs to a partition). For each
+partition the worker owns, a durable pull consumer delivers the partition's messages
+in order; each fetched micro-batch is screened (bad rows go to the dead-letter
+subject with a reason), pushed through the engine, and its alerts are written to the
+store (idempotent by ``alert_id``) and published on ``assay.alerts.<purpose>``.
+
+Delivery: every few seconds, and on SIGTERM, the worker writes a checkpoint (engine
+snapshot + last stream sequence) and only then acknowledges the messages it covers
+(``AckPolicy.ALL``). On start it restores the checkpoint and re-creates the durable
+consumer from the next sequence: whatever was processed after the checkpoint is
+replayed into the same state and gives the same alerts, which the store already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .. import kernels
+from ..alerts import format_ts
+from ..engine import Engine
+from ..errors import AssayError, UsageError
+from ..events import normalize
+from ..scenarios import ScenarioFile
+from ..store import Store, ingest_alerts
+from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from .publish import stream_name
+from .wire import FORMAT, decode
+
+try:
+    import nats
+    from nats.js import api
+    from nats.js.errors import BadRequestError, NotFoundError
+except ImportError as exc:  # pragma: no cover - only without the extra
+    raise UsageError("streaming needs the 'stream' extra: pip install 'assay[stream]'") from exc
+
+DEADLETTER_SUBJECT = "assay.deadletter"
+ALERTS_PREFIX = "assay.alerts"
+
+
+@dataclass
+class WorkerOptions:
+    url: str = "nats://127.0.0.1:4222"
+    subject: str = "assay.events"
+    partitions: list[int] | None = None  # None: every partition the stream holds
+    consumer: str | None = None  # durable consumer prefix; default assay-<purpose>
+    key: str = "entity"
+    lateness_us: int = 0
+    fetch: int = 100  # messages per fetch
+    checkpoint_seconds: float = 2.0
+    idle_exit_seconds: float | None = None
+
+
+@dataclass
+class WorkerReport:
+    rows: int = 0
+    messages: int = 0
+    alerts: int = 0
+    new_alerts: int = 0
+    deadletters: int = 0
+    checkpoints: int = 0
+    partitions: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Partition:
+    number: int
+    engine: Engine
+    done_seq: int = 0  # last stream sequence pushed into the engine
+    saved_seq: int = 0  # last stream sequence covered by the stored checkpoint
+    rows: int = 0
+    last_msg: object | None = None
+    saved_at: float = field(default_factory=time.monotonic)
+
+
+def parse_partitions(text: str) -> list[int]:
+    """``0-7``, ``0,2,4`` or ``0-3,6``."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise UsageError(f"--partitions {text}: use a range like 0-7 or a list like 0,2,4") from None
+    if not out or min(out) < 0:
+        raise UsageError(f"--partitions {text}: use a range like 0-7 or a list like 0,2,4")
+    return sorted(set(out))
+
+
+class StreamWorker:
+    def __init__(self, scenarios: ScenarioFile, store: Store, options: WorkerOptions,
+                 log: Callable[[str], None] = print):
+        wrong = [s.id for s in scenarios.scenarios if s.key != options.key]
+        if wrong:
+            raise UsageError(
+                f"scenario(s) {', '.join(wrong)} are keyed by another column than the stream's partition key "
+                f"'{options.key}': a key's rows must all reach one worker. Publish a stream partitioned by "
+                "that column (assay publish --key COLUMN) and run a worker on it with --key COLUMN")
+        self.spec = scenarios
+        self.store = store
+        self.options = options
+        self.log = log
+        self.consumer = options.consumer or f"assay-{scenarios.purpose}"
+        self.stream = stream_name(options.subject)
+        self.report = WorkerReport()
+        self.store_lock = threading.Lock()
+        self.parts: list[Partition] = []
+        self.last_activity = time.monotonic()
+
+    # --- set-up --------------------------------------------------------------
+    async def _ensure_output_streams(self, js) -> None:  # type: ignore[no-untyped-def]
+        for name, subjects in (("ASSAY_ALERTS", [f"{ALERTS_PREFIX}.>"]), ("ASSAY_DEADLETTER", [DEADLETTER_SUBJECT])):
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                try:
+                    await js.add_stream(name=name, subjects=subjects, duplicate_window=600.0)
+                except BadRequestError as exc:  # an operator's own stream already captures them
+                    self.log(f"note: not creating stream {name}: {exc.description}")
+
+    async def _partitions(self, js) -> list[int]:  # type: ignore[no-untyped-def]
+        if self.options.partitions is not None:
+            return self.options.partitions
+        info = await js.stream_info(self.stream, subjects_filter=f"{self.options.subject}.>")
+        found = sorted(int(s.rsplit(".", 1)[1]) for s in (info.state.subjects or {})
+                       if s.rsplit(".", 1)[1].isdigit())
+        if not found:
+            raise UsageError(f"stream {self.stream} holds no partition subjects yet; say which with --partitions")
+        return found
+
+    def _restore(self, number: int) -> Partition:
+        engine = Engine(self.spec, lateness_us=self.options.lateness_us)
+        part = Partition(number, engine)
+        saved = load_checkpoint(self.store, self.consumer, number)
+        if saved is not None:
+            if saved.stream != self.stream:
+                raise UsageError(f"consumer '{self.consumer}' partition {number} has a checkpoint on stream "
+                                 f"{saved.stream}, not {self.stream}: use another --consumer")
+            try:
+                engine.restore(saved.state)
+            except (AssayError, ValueError) as exc:
+                raise UsageError(f"the checkpoint of consumer '{self.consumer}' partition {number} was written "
+                                 f"for other scenarios ({exc}); use another --consumer, or --reset to start "
+                                 "over from the stream's beginning") from None
+            part.done_seq = part.saved_seq = saved.last_seq
+            part.rows = saved.rows
+        return part
+
+    async def _subscribe(self, js, part: Partition):  # type: ignore[no-untyped-def]
+        durable = f"{self.consumer}-{part.number}"
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(self.stream, durable)
+        start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": part.saved_seq + 1} \
+            if part.saved_seq else {"deliver_policy": api.DeliverPolicy.ALL}
+        config = api.ConsumerConfig(durable_name=durable, filter_subject=f"{self.options.subject}.{part.number}",
+                                    ack_policy=api.AckPolicy.ALL, ack_wait=600.0, max_ack_pending=1_000_000,
+                                    **start)
+        await js.add_consumer(self.stream, config)
+        return await js.pull_subscribe_bind(durable=durable, stream=self.stream)
+
+    # --- the loop ------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> WorkerReport:
+        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1)
+        try:
+            js = nc.jetstream()
+            try:
+                await js.stream_info(self.stream)
+            except NotFoundError:
+                raise UsageError(f"no JetStream stream {self.stream} for subject {self.options.subject}.>: "
+                                 "publish events first (assay publish)") from None
+            await self._ensure_output_streams(js)
+            numbers = await self._partitions(js)
+            self.report.partitions = numbers
+            self.parts = [await asyncio.to_thread(self._restore, n) for n in numbers]
+            await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
+            subs = [await self._subscribe(js, p) for p in self.parts]
+            self.log(f"consumer {self.consumer}: partitions {numbers} of stream {self.stream}")
+            tasks = [asyncio.create_task(self._consume(js, part, sub, stop))
+                     for part, sub in zip(self.parts, subs, strict=True)]
+            if self.options.idle_exit_seconds is not None:
+                tasks.append(asyncio.create_task(self._idle_watch(stop)))
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                stop.set()
+            for part in self.parts:  # drain: what was processed is checkpointed and acknowledged
+                await self._checkpoint(part)
+            await nc.flush()
+        finally:
+            await nc.close()
+        return self.report
+
+    async def _idle_watch(self, stop: asyncio.Event) -> None:
+        assert self.options.idle_exit_seconds is not None
+        while not stop.is_set():
+            if time.monotonic() - self.last_activity > self.options.idle_exit_seconds:
+                stop.set()
+                return
+            await asyncio.sleep(0.1)
+
+    async def _consume(self, js, part: Partition, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(self.options.fetch, timeout=0.25)
+            except (nats.errors.TimeoutError, TimeoutError):
+                msgs = []
+            if msgs:
+                self.last_activity = time.monotonic()
+                alerts, dead = await asyncio.to_thread(self._process, part, msgs)
+                await self._publish(js, alerts, dead)
+                self.last_activity = time.monotonic()  # idle means no messages, not slow work
+            if part.done_seq > part.saved_seq and (
+                    time.monotonic() - part.saved_at >= self.options.checkpoint_seconds):
+                await self._checkpoint(part)
+
+    def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
+        frames: list[pl.DataFrame] = []
+        dead: list[dict] = []
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq <= part.done_seq:
+                continue  # delivered again; already in the engine's state
+            part.done_seq = seq
+            part.last_msg = msg
+            self.report.messages += 1
+            source = f"{msg.subject}#{seq}"
+            frame = self._decode(msg, source, dead, part.engine)
+            if frame is not None and frame.height:
+                frames.append(frame)
+        if not frames:
+            return pl.DataFrame(), dead
+        rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+        part.rows += rows.height
+        self.report.rows += rows.height
+        result = part.engine.push(rows)
+        for row in result.late.iter_rows(named=True):
+            dead.append(_dead(row.pop("reason"), row))
+        alerts = result.alerts
+        if alerts.height:
+            with self.store_lock:
+                ingested = ingest_alerts(self.store, alerts, actor=f"assay stream {self.consumer}")
+            self.report.alerts += alerts.height
+            self.report.new_alerts += ingested.new_alerts
+        return alerts, dead
+
+    def _decode(self, msg, source: str, dead: list[dict],  # type: ignore[no-untyped-def]
+                engine: Engine) -> pl.DataFrame | None:
+        headers = msg.headers or {}
+        if headers.get("assay-format", FORMAT) != FORMAT:
+            dead.append(_dead(f"unknown message format {headers.get('assay-format')!r}; expected {FORMAT}",
+                              source=source, data=msg.data))
+            return None
+        if headers.get("assay-key", self.options.key) != self.options.key:
+            dead.append(_dead(f"the message was partitioned by '{headers['assay-key']}', this worker's "
+                              f"scenarios are keyed by '{self.options.key}'", source=source))
+            return None
+        try:
+            raw = decode(msg.data)
+        except Exception as exc:  # noqa: BLE001 - anything a broken payload raises is a dead letter
+            dead.append(_dead(f"not an Arrow IPC batch: {type(exc).__name__}: {exc}", source=source, data=msg.data))
+            return None
+        try:
+            good, bad = normalize(raw.drop([c for c in raw.columns if c.startswith("_")]), source,
+                                  skip_errors=True, strip=False)
+            good, unusable = engine.screen(good)
+        except AssayError as exc:
+            dead.append(_dead(str(exc), source=source, rows=raw.height))
+            return None
+        for reject in bad.iter_rows(named=True):
+            original = raw.row(int(reject["row"]) - 1, named=True)
+            dead.append(_dead(f"column '{reject['column']}': {reject['reason']}", original, source=source,
+                              row_number=reject["row"]))
+        for row in unusable.iter_rows(named=True):
+            dead.append(_dead(row.pop("reason"), row))
+        return good
+
+    async def _publish(self, js, alerts: pl.DataFrame, dead: list[dict]) -> None:  # type: ignore[no-untyped-def]
+        futures = []
+        subject = f"{ALERTS_PREFIX}.{self.spec.purpose}"
+        for record in alerts.iter_rows(named=True):
+            record["ts"] = format_ts(record["ts"])
+            futures.append(await js.publish_async(subject, json.dumps(record, ensure_ascii=False).encode(),
+                                                  headers={"Nats-Msg-Id": record["alert_id"]}))
+        for record in dead:
+            ident = f"{record.get('source')}:{record.get('row', '')}:{record['reason'][:40]}"
+            futures.append(await js.publish_async(DEADLETTER_SUBJECT, json.dumps(record, default=str).encode(),
+                                                  headers={"Nats-Msg-Id": ident}))
+        self.report.deadletters += len(dead)
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _checkpoint(self, part: Partition) -> None:
+        if part.done_seq <= part.saved_seq or part.last_msg is None:
+            return
+        state = await asyncio.to_thread(part.engine.snapshot)
+        checkpoint = Checkpoint(self.stream, part.done_seq, part.rows, state)
+        await asyncio.to_thread(self._save, part.number, checkpoint)
+        await part.last_msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
+        part.saved_seq = part.done_seq
+        part.saved_at = time.monotonic()
+        self.report.checkpoints += 1
+
+    def _save(self, number: int, checkpoint: Checkpoint) -> None:
+        with self.store_lock:  # taken in a worker thread, never while the event loop waits
+            save_checkpoint(self.store, self.consumer, number, checkpoint)
+
+
+def _dead(reason: str, row: dict | None = None, *, source: str | None = None, data: bytes | None = None,
+          rows: int | None = None, row_number: int | None = None) -> dict:
+    """A dead-letter record: why, where from, and the row (or the start of an unreadable payload)."""
+    record: dict[str, object] = {"reason": reason}
+    if row is not None:
+        row = dict(row)
+        source = source or row.pop("_file", None)
+        row_number = row_number if row_number is not None else row.pop("_row", None)
+        row.pop("_file", None)
+        row.pop("_row", None)
+        row.pop("_seq", None)
+        record["event"] = {k: (format_ts(v) if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    if source is not None:
+        record["source"] = source
+    if row_number is not None:
+        record["row"] = row_number
+    if rows is not None:
+        record["rows"] = rows
+    if data is not None:
+        record["payload_start"] = data[:200].decode("latin-1")
+    return record
+
+
+__all__ = ["StreamWorker", "WorkerOptions", "WorkerReport", "parse_partitions"]
