@@ -40,19 +40,19 @@ scenarios:
     kind: aggregate
     metric: count
     op: ">="
-    threshold: 3
+    threshold: 8
     window: 1h
   - id: spend-day
     kind: aggregate
     metric: sum(amount)
     op: ">"
-    threshold: 150
+    threshold: 600
     window: 1d
   - id: shops-day
     kind: aggregate
     metric: distinct(counterparty)
     op: ">="
-    threshold: 3
+    threshold: 5
     window: 1d
 """
 

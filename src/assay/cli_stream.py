@@ -60,6 +60,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     help="forget this consumer's checkpoints and start from the stream's beginning")
 
 
+def seconds(text: str, option: str) -> float:
+    """``500ms``, ``0.3s``, ``2s``, ``5m``, ``1h`` as seconds (fractions allowed: these are wall-clock settings)."""
+    from .errors import UsageError
+
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        number = text.strip()[:-len(unit)]
+        if text.strip().endswith(unit) and number.replace(".", "", 1).isdigit():
+            return float(number) * units[unit]
+    raise UsageError(f"{option} {text}: expected a duration like 500ms, 0.5s, 2s or 5m")
+
+
 def run_publish(args: argparse.Namespace, parse_map) -> int:  # type: ignore[no-untyped-def]
     from .streaming.publish import publish
 
@@ -82,14 +94,18 @@ def run_stream(args: argparse.Namespace) -> int:
 
     if args.fetch < 1:
         raise UsageError("--fetch must be at least 1")
+    try:
+        lateness_us = parse_duration(args.lateness, allow_zero=True)
+    except ValueError as exc:
+        raise UsageError(f"--lateness: {exc}") from None
     spec = load_scenarios(Path(args.scenarios))
     store = open_store(args.store)
     options = WorkerOptions(
         url=args.nats, subject=args.subject,
         partitions=parse_partitions(args.partitions) if args.partitions else None,
-        consumer=args.consumer, key=args.key, lateness_us=parse_duration(args.lateness, allow_zero=True),
-        fetch=args.fetch, checkpoint_seconds=parse_duration(args.checkpoint_every) / 1e6,
-        idle_exit_seconds=parse_duration(args.exit_when_idle) / 1e6 if args.exit_when_idle else None)
+        consumer=args.consumer, key=args.key, lateness_us=lateness_us,
+        fetch=args.fetch, checkpoint_seconds=seconds(args.checkpoint_every, "--checkpoint-every"),
+        idle_exit_seconds=seconds(args.exit_when_idle, "--exit-when-idle") if args.exit_when_idle else None)
     worker = StreamWorker(spec, store, options, log=lambda line: print(line, flush=True))
     if args.reset:
         print(f"reset {reset_checkpoints(store, worker.consumer)} checkpoint(s) of consumer {worker.consumer}")

@@ -222,6 +222,7 @@ class WindowedDetector:
         used when this detector carries no rows from earlier batches.
         """
         n_old = self.retained.height
+        untouched: pl.DataFrame | None = None
         shared = index is not None and n_old == 0
         fresh = self.select_relevant(rows, with_index=shared)
         if fresh.height == 0:
@@ -238,7 +239,15 @@ class WindowedDetector:
             chunk = fresh
             view = SortedView(chunk, order, index=index, idx=idx, key=self.key)
         else:
-            chunk = pl.concat([self.retained, fresh]) if n_old else fresh
+            if n_old:
+                # only keys with fresh rows are evaluated: the others' windows and prev stand as they are
+                touched = self.retained["_key"].is_in(fresh["_key"].unique().implode())
+                old = self.retained.filter(touched)
+                untouched = self.retained.filter(~touched)
+                n_old = old.height
+                chunk = pl.concat([old, fresh]) if n_old else fresh
+            else:
+                chunk = fresh
             dense, n_keys = dense_codes(chunk["_key"])
             order, group_start = kernels.group_by_code(dense, n_keys)
             view = SortedView(chunk, order)
@@ -251,7 +260,8 @@ class WindowedDetector:
         latest = int(chunk["_ts"].max())  # type: ignore[arg-type]
         self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
         if retain:
-            self.retained = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
+            kept = chunk.filter(pl.col("_ts") >= self.max_ts - self.window_us)
+            self.retained = pl.concat([untouched, kept]) if untouched is not None and untouched.height else kept
         return cands
 
     def expire(self, watermark_us: int) -> None:

@@ -50,5 +50,8 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # several workers starting at once: one migrates, the others wait and find it done
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7301)")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
+from sqlalchemy.exc import DBAPIError
 
 from .. import kernels
 from ..alerts import format_ts
@@ -31,7 +32,7 @@ from ..engine import Engine
 from ..errors import AssayError, UsageError
 from ..events import normalize
 from ..scenarios import ScenarioFile
-from ..store import Store, ingest_alerts
+from ..store import IngestReport, Store, ingest_alerts
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .publish import stream_name
 from .wire import FORMAT, decode
@@ -249,8 +250,7 @@ class StreamWorker:
             dead.append(_dead(row.pop("reason"), row))
         alerts = result.alerts
         if alerts.height:
-            with self.store_lock:
-                ingested = ingest_alerts(self.store, alerts, actor=f"assay stream {self.consumer}")
+            ingested = self._ingest(alerts)
             self.report.alerts += alerts.height
             self.report.new_alerts += ingested.new_alerts
         return alerts, dead
@@ -311,6 +311,19 @@ class StreamWorker:
         part.saved_seq = part.done_seq
         part.saved_at = time.monotonic()
         self.report.checkpoints += 1
+
+    def _ingest(self, alerts: pl.DataFrame) -> IngestReport:
+        """Idempotent; retried when another worker's transaction got in the way (a conflict)."""
+        for attempt in range(5):
+            try:
+                with self.store_lock:
+                    return ingest_alerts(self.store, alerts, actor=f"assay stream {self.consumer}")
+            except DBAPIError as exc:  # e.g. two workers opening the first audit entry at once
+                if attempt == 4:
+                    raise
+                self.log(f"store conflict, retrying: {type(exc.orig).__name__}")
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _save(self, number: int, checkpoint: Checkpoint) -> None:
         with self.store_lock:  # taken in a worker thread, never while the event loop waits
