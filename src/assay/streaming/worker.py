@@ -30,12 +30,11 @@ from .. import kernels
 from ..alerts import format_ts
 from ..engine import Engine
 from ..errors import AssayError, UsageError
-from ..events import normalize
 from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from .intake import Message, dead_letter, prepare, read_message
 from .publish import stream_name
-from .wire import FORMAT, decode
 
 try:
     import nats
@@ -119,6 +118,7 @@ class StreamWorker:
         self.store_lock = threading.Lock()
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
+        self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
 
     # --- set-up --------------------------------------------------------------
     async def _ensure_output_streams(self, js) -> None:  # type: ignore[no-untyped-def]
@@ -227,7 +227,7 @@ class StreamWorker:
                 await self._checkpoint(part)
 
     def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
-        frames: list[pl.DataFrame] = []
+        messages: list[Message] = []
         dead: list[dict] = []
         for msg in msgs:
             seq = msg.metadata.sequence.stream
@@ -236,55 +236,23 @@ class StreamWorker:
             part.done_seq = seq
             part.last_msg = msg
             self.report.messages += 1
-            source = f"{msg.subject}#{seq}"
-            frame = self._decode(msg, source, dead, part.engine)
-            if frame is not None and frame.height:
-                frames.append(frame)
-        if not frames:
+            read = read_message(msg.data, msg.headers, f"{msg.subject}#{seq}", self.options.key, self.needed, dead)
+            if read is not None and read.frame.height:
+                messages.append(read)
+        rows = prepare(messages, part.engine, dead) if messages else None
+        if rows is None:
             return pl.DataFrame(), dead
-        rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
         part.rows += rows.height
         self.report.rows += rows.height
         result = part.engine.push(rows)
         for row in result.late.iter_rows(named=True):
-            dead.append(_dead(row.pop("reason"), row))
+            dead.append(dead_letter(row.pop("reason"), row))
         alerts = result.alerts
         if alerts.height:
             ingested = self._ingest(alerts)
             self.report.alerts += alerts.height
             self.report.new_alerts += ingested.new_alerts
         return alerts, dead
-
-    def _decode(self, msg, source: str, dead: list[dict],  # type: ignore[no-untyped-def]
-                engine: Engine) -> pl.DataFrame | None:
-        headers = msg.headers or {}
-        if headers.get("assay-format", FORMAT) != FORMAT:
-            dead.append(_dead(f"unknown message format {headers.get('assay-format')!r}; expected {FORMAT}",
-                              source=source, data=msg.data))
-            return None
-        if headers.get("assay-key", self.options.key) != self.options.key:
-            dead.append(_dead(f"the message was partitioned by '{headers['assay-key']}', this worker's "
-                              f"scenarios are keyed by '{self.options.key}'", source=source))
-            return None
-        try:
-            raw = decode(msg.data)
-        except Exception as exc:  # noqa: BLE001 - anything a broken payload raises is a dead letter
-            dead.append(_dead(f"not an Arrow IPC batch: {type(exc).__name__}: {exc}", source=source, data=msg.data))
-            return None
-        try:
-            good, bad = normalize(raw.drop([c for c in raw.columns if c.startswith("_")]), source,
-                                  skip_errors=True, strip=False)
-            good, unusable = engine.screen(good)
-        except AssayError as exc:
-            dead.append(_dead(str(exc), source=source, rows=raw.height))
-            return None
-        for reject in bad.iter_rows(named=True):
-            original = raw.row(int(reject["row"]) - 1, named=True)
-            dead.append(_dead(f"column '{reject['column']}': {reject['reason']}", original, source=source,
-                              row_number=reject["row"]))
-        for row in unusable.iter_rows(named=True):
-            dead.append(_dead(row.pop("reason"), row))
-        return good
 
     async def _publish(self, js, alerts: pl.DataFrame, dead: list[dict]) -> None:  # type: ignore[no-untyped-def]
         futures = []
@@ -329,28 +297,6 @@ class StreamWorker:
         with self.store_lock:  # taken in a worker thread, never while the event loop waits
             save_checkpoint(self.store, self.consumer, number, checkpoint)
 
-
-def _dead(reason: str, row: dict | None = None, *, source: str | None = None, data: bytes | None = None,
-          rows: int | None = None, row_number: int | None = None) -> dict:
-    """A dead-letter record: why, where from, and the row (or the start of an unreadable payload)."""
-    record: dict[str, object] = {"reason": reason}
-    if row is not None:
-        row = dict(row)
-        source = source or row.pop("_file", None)
-        row_number = row_number if row_number is not None else row.pop("_row", None)
-        row.pop("_file", None)
-        row.pop("_row", None)
-        row.pop("_seq", None)
-        record["event"] = {k: (format_ts(v) if hasattr(v, "isoformat") else v) for k, v in row.items()}
-    if source is not None:
-        record["source"] = source
-    if row_number is not None:
-        record["row"] = row_number
-    if rows is not None:
-        record["rows"] = rows
-    if data is not None:
-        record["payload_start"] = data[:200].decode("latin-1")
-    return record
 
 
 __all__ = ["StreamWorker", "WorkerOptions", "WorkerReport", "parse_partitions"]
