@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from ..alerts import format_ts
@@ -46,7 +47,9 @@ def read_message(data: bytes, headers: dict | None, source: str, key: str, neede
     except Exception as exc:  # noqa: BLE001 - anything a broken payload raises is a dead letter
         dead.append(dead_letter(f"not an Arrow IPC batch: {type(exc).__name__}: {exc}", source=source, data=data))
         return None
-    frame = frame.drop([c for c in frame.columns if c.startswith("_")])
+    private = [c for c in frame.columns if c.startswith("_")]
+    if private:
+        frame = frame.drop(private)
     missing = sorted(c for c in needed - set(frame.columns) if c not in DEFAULTED)
     if missing:
         what = "required column" if set(missing) & set(REQUIRED) else "column the scenarios read"
@@ -81,10 +84,14 @@ def prepare(messages: list[Message], engine: Engine, dead: list[dict]) -> pl.Dat
 
 
 def _prepare_group(messages: list[Message], numbers: list[int], engine: Engine, dead: list[dict]) -> pl.DataFrame:
-    frames = [m.frame.with_columns(pl.lit(m.source, dtype=pl.String).alias("_file"),
-                                   pl.int_range(1, m.frame.height + 1, dtype=pl.Int64).alias("_row"))
-              for m in messages]
-    raw = pl.concat(frames) if len(frames) > 1 else frames[0]
+    heights = np.array([m.frame.height for m in messages], np.int64)
+    starts = np.cumsum(heights) - heights
+    which = np.repeat(np.arange(len(messages)), heights)
+    raw = pl.concat([m.frame for m in messages], rechunk=False) if len(messages) > 1 else messages[0].frame
+    raw = raw.with_columns(
+        pl.Series("_file", [m.source for m in messages], dtype=pl.String).gather(which),
+        pl.Series("_row", np.arange(which.size, dtype=np.int64) - starts[which] + 1),
+        pl.Series("_m", np.asarray(numbers, np.int64)[which]))
     good, bad = normalize(raw, "<stream>", skip_errors=True, strip=False)
     if bad.height:
         originals = raw.join(bad.select(pl.col("file").alias("_file"), pl.col("row").alias("_row"), "column",
@@ -97,8 +104,7 @@ def _prepare_group(messages: list[Message], numbers: list[int], engine: Engine, 
     good, unusable = engine.screen(good)
     for row in unusable.iter_rows(named=True):
         dead.append(dead_letter(row.pop("reason"), row))
-    index = {m.source: n for m, n in zip(messages, numbers, strict=True)}
-    return good.with_columns(pl.col("_file").replace_strict(index, return_dtype=pl.Int64).alias("_m"))
+    return good
 
 
 def dead_letter(reason: str, row: dict | None = None, *, source: str | None = None, data: bytes | None = None,

@@ -116,6 +116,9 @@ class StreamWorker:
         self.stream = stream_name(options.subject)
         self.report = WorkerReport()
         self.store_lock = threading.Lock()
+        self.pending: list[pl.DataFrame] = []  # alerts found, not yet stored
+        self.pending_lock = threading.Lock()
+        self.sink_lock = asyncio.Lock()
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
@@ -192,12 +195,13 @@ class StreamWorker:
                      for part, sub in zip(self.parts, subs, strict=True)]
             if self.options.idle_exit_seconds is not None:
                 tasks.append(asyncio.create_task(self._idle_watch(stop)))
+            tasks.append(asyncio.create_task(self._sink(js, stop)))
             try:
                 await asyncio.gather(*tasks)
             finally:
                 stop.set()
-            for part in self.parts:  # drain: what was processed is checkpointed and acknowledged
-                await self._checkpoint(part)
+            for part in self.parts:  # drain: what was processed is stored, checkpointed and acknowledged
+                await self._checkpoint(part, js)
             await nc.flush()
         finally:
             await nc.close()
@@ -214,17 +218,17 @@ class StreamWorker:
     async def _consume(self, js, part: Partition, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(self.options.fetch, timeout=0.25)
+                msgs = await sub.fetch(self.options.fetch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
             if msgs:
                 self.last_activity = time.monotonic()
-                alerts, dead = await asyncio.to_thread(self._process, part, msgs)
-                await self._publish(js, alerts, dead)
+                _, dead = await asyncio.to_thread(self._process, part, msgs)
+                await self._publish(js, pl.DataFrame(), dead)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
             if part.done_seq > part.saved_seq and (
                     time.monotonic() - part.saved_at >= self.options.checkpoint_seconds):
-                await self._checkpoint(part)
+                await self._checkpoint(part, js)
 
     def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
         messages: list[Message] = []
@@ -247,12 +251,10 @@ class StreamWorker:
         result = part.engine.push(rows)
         for row in result.late.iter_rows(named=True):
             dead.append(dead_letter(row.pop("reason"), row))
-        alerts = result.alerts
-        if alerts.height:
-            ingested = self._ingest(alerts)
-            self.report.alerts += alerts.height
-            self.report.new_alerts += ingested.new_alerts
-        return alerts, dead
+        if result.alerts.height:
+            with self.pending_lock:
+                self.pending.append(result.alerts)
+        return result.alerts, dead
 
     async def _publish(self, js, alerts: pl.DataFrame, dead: list[dict]) -> None:  # type: ignore[no-untyped-def]
         futures = []
@@ -269,9 +271,29 @@ class StreamWorker:
         if futures:
             await asyncio.gather(*futures)
 
-    async def _checkpoint(self, part: Partition) -> None:
+    async def _sink(self, js, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+        """Alerts of every partition go to the store together, every few milliseconds."""
+        while not stop.is_set():
+            await self._flush(js)
+            await asyncio.sleep(0.01)
+
+    async def _flush(self, js) -> None:  # type: ignore[no-untyped-def]
+        """Store and publish the alerts found so far (before a checkpoint may cover their rows)."""
+        async with self.sink_lock:
+            with self.pending_lock:
+                batch, self.pending = self.pending, []
+            if not batch:
+                return
+            alerts = pl.concat(batch) if len(batch) > 1 else batch[0]
+            ingested = await asyncio.to_thread(self._ingest, alerts)
+            self.report.alerts += alerts.height
+            self.report.new_alerts += ingested.new_alerts
+            await self._publish(js, alerts, [])
+
+    async def _checkpoint(self, part: Partition, js) -> None:  # type: ignore[no-untyped-def]
         if part.done_seq <= part.saved_seq or part.last_msg is None:
             return
+        await self._flush(js)
         state = await asyncio.to_thread(part.engine.snapshot)
         checkpoint = Checkpoint(self.stream, part.done_seq, part.rows, state)
         await asyncio.to_thread(self._save, part.number, checkpoint)
