@@ -40,6 +40,7 @@ from bench_core import cases, generate, to_yaml  # noqa: E402
 NATS_URL = "nats://127.0.0.1:4222"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PARTITIONS = 8
+FETCH = "1000"
 
 
 def scenario_files(folder: Path) -> tuple[Path, Path]:
@@ -86,7 +87,7 @@ def checkpointed_rows(url: str) -> dict[str, int]:
 
 def start_workers(entity_yaml: Path, cp_yaml: Path, url: str, prefix: str, checkpoint: str) -> list[subprocess.Popen]:
     exe = Path(sys.executable).parent / "assay"
-    common = ["--nats", NATS_URL, "--store", url, "--partitions", f"0-{PARTITIONS - 1}",
+    common = ["--nats", NATS_URL, "--store", url, "--partitions", f"0-{PARTITIONS - 1}", "--fetch", FETCH,
               "--checkpoint-every", checkpoint]
     return [
         subprocess.Popen([str(exe), "stream", str(entity_yaml), "--subject", f"{prefix}.entity", "--consumer",
@@ -163,7 +164,7 @@ async def publish(prefix: str, msgs: list[tuple[str, int, pl.DataFrame]], rate: 
 def throughput(events: pl.DataFrame, files: tuple[Path, Path]) -> None:
     url = new_database()
     prefix = f"benchtp{uuid.uuid4().hex[:6]}"
-    msgs = messages(events, 1000)
+    msgs = messages(events, 8000)  # ~1,000 rows per partition message, as assay publish sends
     import nats
 
     async def setup() -> None:
@@ -172,9 +173,9 @@ def throughput(events: pl.DataFrame, files: tuple[Path, Path]) -> None:
         await nc.close()
 
     asyncio.run(setup())
-    workers = start_workers(*files, url, prefix, "2s")
+    workers = start_workers(*files, url, prefix, "10s")
     time.sleep(6)  # start-up: imports, JIT cache, connections
-    first = asyncio.run(publish(prefix, msgs, None, 1000))
+    first = asyncio.run(publish(prefix, msgs, None, 8000))
     published = time.perf_counter()
     done = {}
     while True:
@@ -219,7 +220,7 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
             got.append((json.loads(msg.data)["trigger_event_id"], time.perf_counter()))
 
         await nc.subscribe("assay.alerts.bench", cb=on_alert)
-        workers = start_workers(*files, url, prefix, "2s")
+        workers = start_workers(*files, url, prefix, "10s")
         await asyncio.sleep(6)
         await publish(prefix, msgs, rate, 500, sent_at)
         await asyncio.sleep(3)

@@ -50,10 +50,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     help="durable consumer name prefix and checkpoint name (default assay-<purpose>)")
     st.add_argument("--lateness", metavar="DURATION", default="0s",
                     help="allowed lateness: rows are held this long for stragglers (default 0s)")
-    st.add_argument("--fetch", type=int, default=100, metavar="N",
-                    help="messages fetched per micro-batch (default 100)")
-    st.add_argument("--checkpoint-every", metavar="DURATION", default="2s",
-                    help="how often state is checkpointed and messages acknowledged (default 2s)")
+    st.add_argument("--fetch", type=int, default=1000, metavar="N",
+                    help="messages fetched per micro-batch at most (default 1000)")
+    st.add_argument("--checkpoint-every", metavar="DURATION", default="10s",
+                    help="how often state is checkpointed and messages acknowledged (default 10s)")
     st.add_argument("--exit-when-idle", metavar="DURATION",
                     help="stop (after a checkpoint) when no message came for this long; for backfills and tests")
     st.add_argument("--reset", action="store_true",

@@ -266,7 +266,10 @@ class WindowedDetector:
 
     def expire(self, watermark_us: int) -> None:
         """Drop rows no future evaluation (at or after the watermark) can see."""
-        self.retained = self.retained.filter(pl.col("_ts") >= watermark_us - self.window_us)
+        cutoff = watermark_us - self.window_us
+        oldest = self.retained["_ts"].min()
+        if oldest is not None and oldest < cutoff:  # a scan for the minimum is far cheaper than a copy
+            self.retained = self.retained.filter(pl.col("_ts") >= cutoff)
 
     def state_rows(self) -> int:
         return self.retained.height + self.prev.height

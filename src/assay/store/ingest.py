@@ -77,12 +77,17 @@ def _open_cases(session, fresh: pl.DataFrame,  # type: ignore[no-untyped-def]
         for key in keys:
             if (purpose, key) in cases:
                 cases[(purpose, key)].updated_at = now
-                continue
-            case = Case(purpose=purpose, key=key, status="open", created_at=now, updated_at=now)
-            session.add(case)
-            opened.append(case)
-            cases[(purpose, key)] = case
-    session.flush()  # assigns the new cases' ids
+        missing = [k for k in keys if (purpose, k) not in cases]
+        if missing:
+            # one INSERT ... RETURNING for all new cases (the ORM would flush them one by one)
+            result = session.execute(
+                insert(Case).returning(Case.id, Case.key, sort_by_parameter_order=True),
+                [{"purpose": purpose, "key": k, "status": "open", "created_at": now, "updated_at": now}
+                 for k in missing])
+            for case_id, key in result:
+                case = Case(id=case_id, purpose=purpose, key=key, status="open", created_at=now, updated_at=now)
+                opened.append(case)
+                cases[(purpose, key)] = case
     return cases, opened
 
 
