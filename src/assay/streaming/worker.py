@@ -57,6 +57,7 @@ class WorkerOptions:
     fetch: int = 1000  # messages per fetch at most: a worker that fell behind catches up in big batches
     checkpoint_seconds: float = 10.0
     idle_exit_seconds: float | None = None
+    status_seconds: float = 30.0  # a status line this often (progress on a long backfill)
 
 
 @dataclass
@@ -238,7 +239,8 @@ class StreamWorker:
                 continue  # delivered again; already in the engine's state
             part.done_seq = seq
             part.last_msg = msg
-            self.report.messages += 1
+            with self.pending_lock:
+                self.report.messages += 1
             read = read_message(msg.data, msg.headers, f"{msg.subject}#{seq}", self.options.key, self.needed, dead)
             if read is not None and read.frame.height:
                 messages.append(read)
@@ -246,7 +248,8 @@ class StreamWorker:
         if rows is None:
             return pl.DataFrame(), dead
         part.rows += rows.height
-        self.report.rows += rows.height
+        with self.pending_lock:
+            self.report.rows += rows.height
         result = part.engine.push(rows)
         for row in result.late.iter_rows(named=True):
             dead.append(dead_letter(row.pop("reason"), row))
@@ -276,9 +279,16 @@ class StreamWorker:
 
     async def _sink(self, js, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         """Alerts of every partition go to the store together, every few milliseconds."""
+        status_at, rows_before = time.monotonic(), 0
         while not stop.is_set():
             await self._flush(js)
             await asyncio.sleep(0.01)
+            if time.monotonic() - status_at >= self.options.status_seconds:
+                r = self.report
+                rate = (r.rows - rows_before) / (time.monotonic() - status_at)
+                self.log(f"{r.rows:,} rows ({rate:,.0f}/s), {r.alerts:,} alerts, {r.deadletters:,} dead letters, "
+                         f"{r.checkpoints:,} checkpoints")
+                status_at, rows_before = time.monotonic(), r.rows
 
     async def _flush(self, js) -> None:  # type: ignore[no-untyped-def]
         """Store and publish the alerts found so far (before a checkpoint may cover their rows)."""
