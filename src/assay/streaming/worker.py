@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -119,6 +120,8 @@ class StreamWorker:
         self.pending: list[pl.DataFrame] = []  # alerts found, not yet stored
         self.pending_lock = threading.Lock()
         self.sink_lock = asyncio.Lock()
+        # partitions' engines take turns on one thread: each push already uses every core
+        self.engine_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-engine")
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
@@ -204,6 +207,7 @@ class StreamWorker:
                 await self._checkpoint(part, js)
             await nc.flush()
         finally:
+            self.engine_pool.shutdown(wait=True)
             await nc.close()
         return self.report
 
@@ -223,7 +227,7 @@ class StreamWorker:
                 msgs = []
             if msgs:
                 self.last_activity = time.monotonic()
-                _, dead = await asyncio.to_thread(self._process, part, msgs)
+                _, dead = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._process, part, msgs)
                 await self._publish(js, pl.DataFrame(), dead)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
             if part.done_seq > part.saved_seq and (
