@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-stream install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_mining.py
+
+# needs NATS (JetStream) and PostgreSQL on 127.0.0.1, as .ci/run starts them
+bench-stream: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/bench_stream.py
 
 clean:
 	rm -rf $(VENV) assay-demo .pytest_cache .ruff_cache
