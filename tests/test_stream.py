@@ -224,3 +224,18 @@ def test_bad_and_late_data_go_to_the_dead_letter_subject(pg_url, nats_subject):
     assert report.rows == 5
     got = stored_alerts(pg_url)
     assert "g2-after" in got.filter(pl.col("scenario") == "pair-2h")["trigger_event_id"].to_list()
+
+
+def test_a_lost_delivery_is_noticed_and_nothing_after_it_is_processed():
+    from types import SimpleNamespace
+
+    from assay.streaming.worker import Partition, in_order
+
+    def msg(delivery: int) -> SimpleNamespace:  # the two fields in_order reads of a JetStream message
+        return SimpleNamespace(metadata=SimpleNamespace(sequence=SimpleNamespace(consumer=delivery)))
+
+    part = Partition(0, engine=None)  # type: ignore[arg-type]
+    batch = [msg(1), msg(2), msg(3)]
+    assert in_order(part, batch) == (batch, False) and part.delivered == 3
+    kept, gap = in_order(part, [msg(4), msg(6), msg(7)])  # delivery 5 never arrived
+    assert gap and [m.metadata.sequence.consumer for m in kept] == [4] and part.delivered == 4

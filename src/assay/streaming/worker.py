@@ -80,7 +80,23 @@ class Partition:
     saved_seq: int = 0  # last stream sequence covered by the stored checkpoint
     rows: int = 0
     last_msg: object | None = None
+    delivered: int = 0  # the current consumer's last delivery sequence seen (gaps mean lost deliveries)
     saved_at: float = field(default_factory=time.monotonic)
+
+
+def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]
+    """The messages up to the first missing delivery, and whether one is missing.
+
+    Messages of a partition are processed strictly in order and anything at or below the
+    last processed sequence counts as seen; a delivery lost between server and worker
+    would otherwise be skipped for good. Delivery sequences of one consumer are consecutive.
+    """
+    for i, msg in enumerate(msgs):
+        delivered = msg.metadata.sequence.consumer
+        if delivered != part.delivered + 1:
+            return msgs[:i], True
+        part.delivered = delivered
+    return msgs, False
 
 
 def parse_partitions(text: str) -> list[int]:
@@ -169,8 +185,9 @@ class StreamWorker:
         durable = f"{self.consumer}-{part.number}"
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, durable)
-        start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": part.saved_seq + 1} \
-            if part.saved_seq else {"deliver_policy": api.DeliverPolicy.ALL}
+        part.delivered = 0
+        start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": part.done_seq + 1} \
+            if part.done_seq else {"deliver_policy": api.DeliverPolicy.ALL}
         config = api.ConsumerConfig(durable_name=durable, filter_subject=f"{self.options.subject}.{part.number}",
                                     ack_policy=api.AckPolicy.ALL, ack_wait=600.0, max_ack_pending=1_000_000,
                                     **start)
@@ -225,11 +242,16 @@ class StreamWorker:
                 msgs = await sub.fetch(self.options.fetch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
+            msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
                 _, dead = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._process, part, msgs)
                 await self._publish(js, pl.DataFrame(), dead)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
+            if gap:  # a delivery never reached us (e.g. dropped as a slow consumer): start again after done_seq
+                self.log(f"partition {part.number}: a delivery was lost in transit; resuming after stream "
+                         f"sequence {part.done_seq}")
+                sub = await self._subscribe(js, part)
             if part.done_seq > part.saved_seq and (
                     time.monotonic() - part.saved_at >= self.options.checkpoint_seconds):
                 await self._checkpoint(part, js)
