@@ -16,7 +16,7 @@ from assay.store.cases import Actor, NotFound, set_disposition, set_status
 from assay.store.models import Alert, Case, EvidenceRow
 from assay.store.privacy import export_subject, purge
 from assay.store.scores import score
-from test_store import SCENARIOS, events, first_case, run_into, store  # noqa: F401 - fixture
+from test_store import SCENARIOS, cli_files, events, first_case, run_into, store  # noqa: F401 - fixture
 
 FRAUD = Actor("ana", "supervisor", ("fraud",))
 
@@ -117,11 +117,7 @@ def test_pseudonymize_cli(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_purge_and_export(tmp_path, capsys):
-    s = tmp_path / "s.yaml"
-    s.write_text(SCENARIOS)
-    e = tmp_path / "e.parquet"
-    events().drop("_file", "_row").write_parquet(e)
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+    s, e, url = cli_files(tmp_path, "c.db")
     assert main(["run", str(s), str(e), "--store", url, "--quiet"]) == 0
     assert main(["purge", "--older-than", "400d", "--store", url]) == 0
     assert "purged 0 closed case(s)" in capsys.readouterr().out

@@ -116,12 +116,17 @@ def test_deleting_the_newest_entry_is_noticed(store):
         assert not report.ok and "removed" in report.problem
 
 
-def test_cli_run_store_and_audit_verify(tmp_path, capsys):
+def cli_files(tmp_path, db: str) -> tuple:
+    """The scenario file, the events as Parquet and a SQLite store URL, for CLI tests."""
     s = tmp_path / "s.yaml"
     s.write_text(SCENARIOS)
     e = tmp_path / "e.parquet"
     events().drop("_file", "_row").write_parquet(e)
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    return s, e, f"sqlite:///{tmp_path / db}"
+
+
+def test_cli_run_store_and_audit_verify(tmp_path, capsys):
+    s, e, url = cli_files(tmp_path, "cli.db")
     assert main(["run", str(s), str(e), "--store", url]) == 0
     assert "store: 3 new alert(s)" in capsys.readouterr().out
     assert main(["run", str(s), str(e), "--store", url]) == 0

@@ -59,6 +59,20 @@ def write_alerts(alerts: pl.DataFrame, path: str | Path) -> None:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def alert_json_lines(alerts: pl.DataFrame) -> list[str]:
+    """One JSON object per alert, encoded for the whole frame at once (a stream publishes many).
+
+    ``ts`` is written as ``format_ts`` writes it: ISO-8601 UTC with ``Z``, fractions only when nonzero.
+    """
+    if alerts.height == 0:
+        return []
+    ts = pl.col("ts")
+    text = alerts.with_columns(
+        pl.when(ts.dt.microsecond() == 0).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")).alias("ts")).write_ndjson()
+    return text.rstrip("\n").split("\n")  # JSON escapes a newline inside a string, so lines are alerts
+
+
 def format_ts(value: object) -> str:
     text = value.isoformat()  # type: ignore[attr-defined]
     return text.replace("+00:00", "Z")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -61,15 +60,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def seconds(text: str, option: str) -> float:
-    """``500ms``, ``0.3s``, ``2s``, ``5m``, ``1h`` as seconds (fractions allowed: these are wall-clock settings)."""
+    from .durations import parse_seconds
     from .errors import UsageError
 
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "s", "m", "h"):
-        number = text.strip()[:-len(unit)]
-        if text.strip().endswith(unit) and number.replace(".", "", 1).isdigit():
-            return float(number) * units[unit]
-    raise UsageError(f"{option} {text}: expected a duration like 500ms, 0.5s, 2s or 5m")
+    try:
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def run_publish(args: argparse.Namespace, parse_map) -> int:  # type: ignore[no-untyped-def]
@@ -123,5 +120,5 @@ def run_stream(args: argparse.Namespace) -> int:
     took = time.perf_counter() - started
     print(f"stopped after {took:.1f} s: {r.rows:,} rows in {r.messages:,} messages, {r.alerts:,} alerts "
           f"({r.new_alerts:,} new in the store), {r.deadletters:,} dead letters, {r.checkpoints:,} checkpoints",
-          file=sys.stdout, flush=True)
+          flush=True)
     return 0

@@ -435,15 +435,20 @@ class AggregateDetector(WindowedDetector):
             return pl.col(column).cast(pl.Float64)
         return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
 
+    @property
+    def needs_numbers(self) -> bool:
+        """True when the metric reads a column's numbers (sum, mean, min, max)."""
+        return self.metric.column is not None and self.metric.name != "distinct"
+
     def unusable(self, rows: pl.DataFrame) -> pl.Expr | None:
         """Relevant rows whose metric value is empty or not a number (a stream dead-letters them)."""
-        if self.metric.column is None or self.metric.name == "distinct":
+        if not self.needs_numbers:
             return None
         value = self.value_expr(rows)
         return self.relevance(rows) & (value.is_null() | value.is_nan())
 
     def check_values(self, relevant: pl.DataFrame) -> None:
-        if self.metric.column is None or self.metric.name == "distinct":
+        if not self.needs_numbers:
             return
         bad = relevant.filter(pl.col("_val").is_null() | pl.col("_val").is_nan())
         if bad.height:

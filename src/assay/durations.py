@@ -24,6 +24,19 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> int:
     return amount * _UNITS[unit] * US_PER_SECOND
 
 
+_WALL_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_WALL_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)\s*$")
+
+
+def parse_seconds(text: str) -> float:
+    """A wall-clock setting (``500ms``, ``0.3s``, ``2s``, ``5m``, ``1h``) in seconds; fractions allowed,
+    unlike windows. Raise ValueError with a readable reason."""
+    match = _WALL_PATTERN.match(text)
+    if not match:
+        raise ValueError(f"expected a duration like 500ms, 0.5s, 2s or 5m, got {text!r}")
+    return float(match.group(1)) * _WALL_UNITS[match.group(2)]
+
+
 def format_duration(us: int) -> str:
     seconds = us // US_PER_SECOND
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -101,14 +101,13 @@ class Engine:
         for det in self.detectors:
             mask = det.unusable(events)
             if mask is None:
+                det.relevance(events)  # raises ScenarioError when the rows do not fit the scenario
                 continue
             sid = det.scenarios[0].id
             reason = pl.when(bad).then(reason).when(mask).then(
                 pl.lit(f"scenario '{sid}' needs a number in this row's metric column; it is empty "
                        "or not a number")).otherwise(reason)
             bad = bad | mask.fill_null(False)
-        for det in self.detectors:
-            det.relevance(events)  # raises ScenarioError when the rows do not fit the scenario
         flags = events.select(bad.alias("_bad"), reason.alias("reason"))
         if not bool(flags["_bad"].any()):
             return events, events.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))

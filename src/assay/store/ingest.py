@@ -74,10 +74,12 @@ def _open_cases(session, fresh: pl.DataFrame,  # type: ignore[no-untyped-def]
                 Case.purpose == purpose, Case.key.in_(chunk), Case.status != "closed").order_by(Case.id)).scalars()
             for case in found:
                 cases.setdefault((purpose, case.key), case)
+        missing = []
         for key in keys:
             if (purpose, key) in cases:
                 cases[(purpose, key)].updated_at = now
-        missing = [k for k in keys if (purpose, k) not in cases]
+            else:
+                missing.append(key)
         if missing:
             # one INSERT ... RETURNING for all new cases (the ORM would flush them one by one)
             result = session.execute(

@@ -21,7 +21,8 @@ from ..errors import AssayError
 from ..events import NUMERIC_DEFAULTS, REQUIRED, TEXT_COLUMNS, normalize
 from .wire import FORMAT, decode
 
-DEFAULTED = set(NUMERIC_DEFAULTS) | set(TEXT_COLUMNS) - set(REQUIRED)
+# columns the reader fills in when a message lacks them (amount, quantity, item, counterparty)
+DEFAULTED = set(NUMERIC_DEFAULTS) | (set(TEXT_COLUMNS) - set(REQUIRED))
 
 
 @dataclass

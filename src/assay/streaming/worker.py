@@ -28,6 +28,7 @@ import polars as pl
 from sqlalchemy.exc import DBAPIError
 
 from .. import kernels
+from ..alerts import alert_json_lines
 from ..engine import Engine
 from ..errors import AssayError, UsageError
 from ..scenarios import ScenarioFile
@@ -288,12 +289,7 @@ class StreamWorker:
         futures = []
         subject = f"{ALERTS_PREFIX}.{self.spec.purpose}"
         if alerts.height:
-            # one JSON encoding for the whole frame; ts as in alert files (ISO-8601, Z)
-            ts = pl.col("ts")
-            lines = alerts.with_columns(
-                pl.when(ts.dt.microsecond() == 0).then(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-                .otherwise(ts.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")).alias("ts")).write_ndjson().rstrip("\n").split("\n")  # JSON escapes "\n" inside strings
-            for alert_id, line in zip(alerts["alert_id"], lines, strict=True):
+            for alert_id, line in zip(alerts["alert_id"], alert_json_lines(alerts), strict=True):
                 futures.append(await js.publish_async(subject, line.encode(), headers={"Nats-Msg-Id": alert_id}))
         for record in dead:
             ident = f"{record.get('source')}:{record.get('row', '')}:{record['reason'][:40]}"
