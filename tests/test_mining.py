@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import math
+import random
 
 import polars as pl
 import pytest
@@ -73,6 +74,22 @@ def brute_force(baskets: list[set[str]], count: int, max_len: int | None) -> dic
 def test_generated_baskets_equal_brute_force(baskets, count, max_len):
     ours = as_dict(frequent_itemsets(baskets_from_lists([sorted(b) for b in baskets]), count, max_len))
     assert ours == brute_force(baskets, count, max_len)
+
+
+@settings(max_examples=100, deadline=None)
+@given(baskets=st.lists(st.lists(st.sampled_from(list("abcdefgh")), max_size=7), max_size=25),
+       count=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_events_in_any_order_with_repeated_items_equal_brute_force(baskets, count, seed):
+    rows = [(f"t{b}", item) for b, basket in enumerate(baskets) for item in basket]
+    random.Random(seed).shuffle(rows)  # transactions interleaved, items repeated within one
+    frame = pl.DataFrame({"event_id": [r[0] for r in rows], "entity": "k",
+                          "ts": "2024-01-01T00:00:00Z", "item": [r[1] for r in rows]},
+                         schema_overrides={"event_id": pl.String, "item": pl.String})
+    nonempty = [set(b) for b in baskets if b]
+    if not rows:
+        return
+    ours = as_dict(frequent_itemsets(baskets_from_events(assay.read_events(frame).events), count))
+    assert ours == brute_force(nonempty, count, None)
 
 
 def test_rules_metrics():

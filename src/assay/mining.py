@@ -14,16 +14,18 @@ import gzip
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from .durations import parse_duration
 from .errors import UsageError
 from .kernels import group_by_code
 from .keys import encode
-from .mining_kernels import eclat, pair_counts
+from .mining_kernels import eclat, first_in_basket, horizontal
 
 
 @dataclass
@@ -49,18 +51,28 @@ def read_basket_file(path: str | Path, separator: str | None = None) -> Baskets:
 
 
 def baskets_from_lists(baskets: Iterable[Iterable[str]], n: int | None = None, source: str = "<baskets>") -> Baskets:
-    ids: list[int] = []
-    items: list[str] = []
-    count = 0
-    for b, basket in enumerate(baskets):
-        count = b + 1
-        for item in basket:
-            item = item.strip()
-            if item:
-                ids.append(b)
-                items.append(item)
-    pairs = pl.DataFrame({"basket": pl.Series(ids, dtype=pl.Int64), "item": pl.Series(items, dtype=pl.String)})
-    return Baskets(pairs.unique(maintain_order=True), n if n is not None else count, source=source)
+    lists = [b if isinstance(b, list) else list(b) for b in baskets]
+    lengths = np.fromiter((len(b) for b in lists), np.int64, len(lists))
+    # no Python object per item: the strings go to Polars in one call, basket ids by NumPy
+    items = pl.Series("item", list(chain.from_iterable(lists)), dtype=pl.String).str.strip_chars()
+    basket = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
+    return Baskets(_distinct_pairs(basket, items), n if n is not None else len(lists), source=source)
+
+
+def _distinct_pairs(basket: np.ndarray, item: pl.Series) -> pl.DataFrame:
+    """(basket, item) rows without repeats or empty items, ordered by basket (stable).
+
+    A DataFrame.unique over strings holds a hash table of every row (150 MB for FIMI
+    retail); items coded once and a last-basket-seen array per item do it in O(items).
+    """
+    pairs = pl.DataFrame({"basket": basket, "item": item}).filter(
+        pl.col("item").is_not_null() & (pl.col("item") != ""))
+    basket = pairs["basket"].to_numpy()
+    if basket.size and (np.diff(basket) < 0).any():
+        pairs = pairs[np.argsort(basket, kind="stable")]
+        basket = pairs["basket"].to_numpy()
+    codes, names = encode(pairs["item"])
+    return pairs.filter(pl.Series(first_in_basket(basket, codes, names.len())))
 
 
 def baskets_from_events(events: pl.DataFrame, by: str = "event_id", window: str | None = None) -> Baskets:
@@ -70,7 +82,7 @@ def baskets_from_events(events: pl.DataFrame, by: str = "event_id", window: str 
     rows = events.filter(pl.col("item").is_not_null() & pl.col(by).is_not_null())
     if window is None:
         codes = rows.select(pl.col(by).cast(pl.String).rank("dense").cast(pl.Int64) - 1)[by]
-        pairs = pl.DataFrame({"basket": codes, "item": rows["item"]}).unique(maintain_order=True)
+        pairs = _distinct_pairs(codes.to_numpy(), rows["item"])
         keys = rows.select(pl.col(by).cast(pl.String)).with_columns(codes.alias("basket")).unique(
             "basket", keep="first").sort("basket")[by]
         return Baskets(pairs, int(codes.max() + 1) if codes.len() else 0, keys, by)
@@ -86,7 +98,7 @@ def baskets_from_events(events: pl.DataFrame, by: str = "event_id", window: str 
             current += 1
             start, last_key = t[i], key[i]
         basket[i] = current
-    pairs = pl.DataFrame({"basket": basket, "item": ordered["item"]}).unique(maintain_order=True)
+    pairs = _distinct_pairs(basket, ordered["item"])
     keys = pl.DataFrame({"basket": basket, "key": key}).unique("basket", keep="first").sort("basket")["key"]
     return Baskets(pairs, current + 1, keys, f"{by} within {window}")
 
@@ -118,36 +130,63 @@ def frequent_itemsets(baskets: Baskets, min_support: float, max_len: int | None 
     keep = item_code >= 0
     basket = baskets.pairs["basket"].to_numpy()[keep]
     item_code = item_code[keep]
+    if basket.size and (np.diff(basket) < 0).any():
+        # tid-lists must be ascending for the merge intersections
+        order = np.argsort(basket, kind="stable")
+        basket, item_code = basket[order], item_code[order]
     by_item, item_ptr = group_by_code(item_code, max(int(ordered.size), 1))
     tids = basket[by_item].astype(np.int32)
     item_ptr = item_ptr[: ordered.size + 1]
-    # baskets arrive in basket order, so the horizontal layout needs no sort
-    basket_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(basket, minlength=n), out=basket_ptr[1:])
-    longest = int(np.diff(basket_ptr).max()) if n else 1
+    longest = int(np.bincount(basket, minlength=n).max()) if basket.size else 1
     # no itemset is longer than the longest basket: that bounds the depth of the search
     depth = min(max_len, longest) if max_len else longest
-    pairs = pair_counts(basket_ptr, item_code, int(ordered.size))
+    basket_ptr, basket_items = horizontal(item_ptr, tids, n)
     tid_cap, out_cap = max(1024, 4 * tids.size), 1 << 18
     while True:
         out_items = np.empty(out_cap * 4, np.int64)
         out_ptr = np.empty(out_cap + 1, np.int64)
         out_support = np.empty(out_cap, np.int64)
         found, n_items, tid_need = eclat(item_ptr, tids, threshold, depth, tid_cap, out_cap,
-                                         out_items, out_ptr, out_support, pairs)
+                                         out_items, out_ptr, out_support, basket_ptr, basket_items)
         if found >= 0:
             break
         if tid_need:
             tid_cap = max(tid_need, tid_cap * 2)
         else:
             out_cap *= 8
-    flat = names.gather(out_items[:n_items])
-    lengths = np.diff(out_ptr[:found + 1])
-    frame = pl.DataFrame({"_g": np.repeat(np.arange(found), lengths), "item": flat}).group_by(
-        "_g", maintain_order=True).agg(pl.col("item").sort().alias("items"))
-    out = frame.select("items").with_columns(
-        pl.Series("count", out_support[:found]), (pl.Series(out_support[:found]) / n).alias("support"))
-    return out.sort(["count", "items"], descending=[True, False])
+    return _itemset_frame(names, out_items[:n_items], out_ptr[:found + 1], out_support[:found], n)
+
+
+def _itemset_frame(names: pl.Series, items: np.ndarray, ptr: np.ndarray, support: np.ndarray,
+                   n: int) -> pl.DataFrame:
+    """Itemsets with their items in name order, sorted by count (descending) then items.
+
+    Sorting lists of strings in Polars costs more than the mining; names are ranked once
+    and each itemset becomes a row of ranks, so two NumPy sorts do it.
+    """
+    found = support.size
+    if found == 0:
+        return pl.DataFrame(schema={"items": pl.List(pl.String), "count": pl.Int64, "support": pl.Float64})
+    by_name = np.argsort(names.to_numpy(), kind="stable")
+    rank = np.empty(names.len(), np.int64)
+    rank[by_name] = np.arange(names.len())
+    lengths = np.diff(ptr)
+    width = int(lengths.max())
+    sentinel = names.len()
+    padded = np.full((found, width), sentinel, np.int64)
+    row = np.repeat(np.arange(found), lengths)
+    padded[row, np.arange(items.size) - ptr[row]] = rank[items]
+    padded.sort(axis=1)
+    padded[padded == sentinel] = -1  # a prefix sorts before its extensions
+    order = np.lexsort([padded[:, k] for k in reversed(range(width))] + [-support])
+    ranked = padded[order].ravel()
+    values = names.gather(by_name).gather(ranked[ranked >= 0])
+    offsets = np.zeros(found + 1, np.int64)
+    np.cumsum(lengths[order], out=offsets[1:])
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values.to_arrow())
+    count = support[order].astype(np.int64)
+    return pl.DataFrame({"items": pl.Series("items", lists).cast(pl.List(pl.String)), "count": count,
+                         "support": count / n})
 
 
 def association_rules(itemsets: pl.DataFrame, n: int, min_confidence: float = 0.5) -> pl.DataFrame:
