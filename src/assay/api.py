@@ -10,11 +10,11 @@ from pathlib import Path
 
 import polars as pl
 
-from . import kernels
 from .durations import parse_duration
 from .engine import Engine
 from .errors import UsageError
 from .events import ReadResult, read_events
+from .lazy import kernels
 from .pushdown import read_relevant
 from .scenarios import Scenario, ScenarioFile, load_scenarios
 
@@ -66,7 +66,8 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     started = time.perf_counter()
     spec = load_scenarios(scenarios)
     kinds = frozenset(s.kind for s in spec.scenarios)
-    warming = threading.Thread(target=kernels.warm_up, args=(kinds,), name="assay-warm-up", daemon=True)
+    # Numba is imported and the kernels loaded on this thread while the input is read
+    warming = threading.Thread(target=lambda: kernels.warm_up(kinds), name="assay-warm-up", daemon=True)
     warming.start()
     merged = {**spec.mapping, **(mapping or {})}
     needed = set().union(*(s.columns() for s in spec.scenarios))

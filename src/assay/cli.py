@@ -7,6 +7,8 @@ and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -461,5 +463,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def entry() -> None:  # pragma: no cover - exercised by the tests that run the installed command
+    """The ``assay`` command: ``main``, then a quick exit.
+
+    When ``main`` returns, every output is written and closed and every store transaction
+    committed; what is left is the interpreter's teardown, where unloading Numba's LLVM
+    alone takes ~0.2 s, a sixth of a short run. Errors and interrupts exit normally.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code or 0))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -19,10 +19,10 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from . import kernels
 from . import where as where_lang
 from .errors import InputError, ScenarioError
 from .keys import BatchIndex, dense_codes
+from .lazy import kernels
 from .scenarios import Scenario
 
 MAX_EVIDENCE = 1000

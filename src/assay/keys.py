@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import polars as pl
 
-from . import kernels
+from .lazy import kernels
 
 
 def encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import polars as pl
 from sqlalchemy.exc import DBAPIError
 
-from .. import kernels
 from ..alerts import alert_json_lines
 from ..engine import Engine
 from ..errors import AssayError, UsageError
+from ..lazy import kernels
 from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
