@@ -10,6 +10,7 @@ chunking gives the alerts of one batch run, with the same ids.
 
 from __future__ import annotations
 
+import heapq
 import io
 import os
 import threading
@@ -40,6 +41,62 @@ class PushResult:
     late: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
+class EventRows:
+    """How many rows each event_id has had, and the ts of its last row, in a stream.
+
+    A dict updated with the ids of each micro-batch and a heap of (last ts, id) for
+    expiry: both cost what the micro-batch holds, not what the stream remembers.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[int]] = {}
+        self.heap: list[tuple[int, str]] = []
+
+    def add(self, ids: list[str], counts: list[int], lasts: list[int]) -> None:
+        rows, heap = self.rows, self.heap
+        for eid, n, last in zip(ids, counts, lasts, strict=True):
+            entry = rows.get(eid)
+            if entry is None:
+                rows[eid] = [n, last]
+            else:
+                entry[0] += n
+                if last <= entry[1]:
+                    continue
+                entry[1] = last
+            heapq.heappush(heap, (last, eid))
+
+    def expire(self, cutoff_us: int) -> None:
+        """Forget the ids whose last row is older than ``cutoff_us``."""
+        rows, heap = self.rows, self.heap
+        while heap and heap[0][0] < cutoff_us:
+            last, eid = heapq.heappop(heap)
+            entry = rows.get(eid)
+            if entry is not None and entry[1] == last:  # else a later row moved it on
+                del rows[eid]
+
+    def counts(self, ids: list[str]) -> pl.DataFrame:
+        known = [(eid, self.rows[eid][0]) for eid in ids if eid in self.rows]
+        return pl.DataFrame({"_eid": [k[0] for k in known], "_n": [k[1] for k in known]},
+                            schema={"_eid": pl.String, "_n": pl.Int64})
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in self.rows.values()],
+                             "_last": [v[1] for v in self.rows.values()]},
+                            schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> EventRows:
+        out = cls()
+        for eid, n, last in frame.select("_eid", "_n", "_last").iter_rows():
+            out.rows[eid] = [n, last]
+        out.heap = [(v[1], k) for k, v in out.rows.items()]
+        heapq.heapify(out.heap)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 class Engine:
     """Runs one scenario file (one purpose) over events, in batch or micro-batches."""
 
@@ -57,7 +114,7 @@ class Engine:
         # with a pushed-down batch: (event_id, ts, _seq) of every row, for trigger positions
         self._all_ids: pl.LazyFrame | None = None
         # rows seen per event_id, for SPEC's position of the trigger row among them
-        self.event_rows = pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
+        self.event_rows = EventRows()
         # How long a stream remembers how many rows an event_id had (for trigger positions):
         # rows of one event_id further apart than this are numbered afresh. See docs/semantics.md.
         self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us + event_horizon_us
@@ -150,7 +207,7 @@ class Engine:
     def expire(self, watermark_us: int) -> None:
         for det in self.detectors:
             det.expire(watermark_us)
-        self.event_rows = self.event_rows.filter(pl.col("_last") >= watermark_us - self.horizon_us)
+        self.event_rows.expire(watermark_us - self.horizon_us)
 
     def state_rows(self) -> int:
         return sum(d.state_rows() for d in self.detectors)
@@ -160,7 +217,7 @@ class Engine:
         held = self.held if self.held is not None else pl.DataFrame()
         meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts]},
                             schema={"next_seq": pl.Int64, "max_ts": pl.Int64})
-        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows)]
+        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows.frame())]
         parts += [d.snapshot() for d in self.detectors]
         return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
 
@@ -178,7 +235,7 @@ class Engine:
         self.max_ts = meta["max_ts"][0]
         held = pl.read_ipc(io.BytesIO(parts[1]))
         self.held = held if held.width else None
-        self.event_rows = pl.read_ipc(io.BytesIO(parts[2]))
+        self.event_rows = EventRows.from_frame(pl.read_ipc(io.BytesIO(parts[2])))
         for det, part in zip(self.detectors, parts[3:], strict=True):
             det.restore(part)
 
@@ -218,9 +275,7 @@ class Engine:
     def _count_event_rows(self, rows: pl.DataFrame) -> None:
         counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
                                                pl.col("ts").max().dt.epoch("us").alias("_last"))
-        counts = counts.rename({"event_id": "_eid"})
-        merged = pl.concat([self.event_rows, counts])
-        self.event_rows = merged.group_by("_eid").agg(pl.col("_n").sum(), pl.col("_last").max())
+        self.event_rows.add(counts["event_id"].to_list(), counts["_n"].to_list(), counts["_last"].to_list())
 
     def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
         parts = []
@@ -261,7 +316,7 @@ class Engine:
                 ["ts", "_seq"], maintain_order=True)
         same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
-        earlier = self.event_rows.filter(pl.col("_eid").is_in(wanted))
+        earlier = self.event_rows.counts(found["trigger_event_id"].unique().to_list())
         if earlier.height:
             same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
                 (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
