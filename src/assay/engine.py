@@ -10,10 +10,10 @@ chunking gives the alerts of one batch run, with the same ids.
 
 from __future__ import annotations
 
-import heapq
 import io
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,35 +44,48 @@ class PushResult:
 class EventRows:
     """How many rows each event_id has had, and the ts of its last row, in a stream.
 
-    A dict updated with the ids of each micro-batch and a heap of (last ts, id) for
-    expiry: both cost what the micro-batch holds, not what the stream remembers.
+    A dict from id to (rows, last ts), changed with each micro-batch's ids in bulk, and
+    the micro-batches' (last ts, id) lists sorted by ts for expiry. Micro-batches come in
+    canonical order (each starts above the previous watermark), so those lists are in ts
+    order one after the other and expiry reads only what expires. Nothing here costs
+    what the stream remembers, only what a micro-batch brings.
     """
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[int]] = {}
-        self.heap: list[tuple[int, str]] = []
+        self.rows: dict[str, tuple[int, int]] = {}
+        self.batches: deque[list] = deque()  # [lasts (ascending, NumPy), ids, first unread]
 
-    def add(self, ids: list[str], counts: list[int], lasts: list[int]) -> None:
-        rows, heap = self.rows, self.heap
-        for eid, n, last in zip(ids, counts, lasts, strict=True):
-            entry = rows.get(eid)
-            if entry is None:
-                rows[eid] = [n, last]
-            else:
-                entry[0] += n
-                if last <= entry[1]:
-                    continue
-                entry[1] = last
-            heapq.heappush(heap, (last, eid))
+    def add(self, counts: pl.DataFrame) -> None:
+        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``."""
+        if counts.height == 0:
+            return
+        counts = counts.sort("_last")
+        ids = counts["event_id"].to_list()
+        lasts = counts["_last"].to_numpy()
+        batch = dict(zip(ids, zip(counts["_n"].to_list(), lasts.tolist(), strict=True), strict=True))
+        rows = self.rows
+        for eid in rows.keys() & batch.keys():  # ids seen before: few
+            n, last = batch[eid]
+            old_n, old_last = rows[eid]
+            batch[eid] = (old_n + n, max(old_last, last))
+        rows.update(batch)
+        self.batches.append([lasts, ids, 0])
 
     def expire(self, cutoff_us: int) -> None:
         """Forget the ids whose last row is older than ``cutoff_us``."""
-        rows, heap = self.rows, self.heap
-        while heap and heap[0][0] < cutoff_us:
-            last, eid = heapq.heappop(heap)
-            entry = rows.get(eid)
-            if entry is not None and entry[1] == last:  # else a later row moved it on
-                del rows[eid]
+        rows = self.rows
+        while self.batches:
+            entry = self.batches[0]
+            lasts, ids, start = entry
+            stop = int(np.searchsorted(lasts, cutoff_us, side="left"))
+            for eid, last in zip(ids[start:stop], lasts[start:stop].tolist(), strict=True):
+                seen = rows.get(eid)
+                if seen is not None and seen[1] == last:  # else a later row moved it on
+                    del rows[eid]
+            if stop < len(ids):
+                entry[2] = stop
+                return
+            self.batches.popleft()
 
     def counts(self, ids: list[str]) -> pl.DataFrame:
         known = [(eid, self.rows[eid][0]) for eid in ids if eid in self.rows]
@@ -80,17 +93,15 @@ class EventRows:
                             schema={"_eid": pl.String, "_n": pl.Int64})
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in self.rows.values()],
-                             "_last": [v[1] for v in self.rows.values()]},
+        values = list(self.rows.values())
+        return pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in values],
+                             "_last": [v[1] for v in values]},
                             schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> EventRows:
         out = cls()
-        for eid, n, last in frame.select("_eid", "_n", "_last").iter_rows():
-            out.rows[eid] = [n, last]
-        out.heap = [(v[1], k) for k, v in out.rows.items()]
-        heapq.heapify(out.heap)
+        out.add(frame.rename({"_eid": "event_id"}).select("event_id", "_n", "_last"))
         return out
 
     def __len__(self) -> int:
@@ -275,7 +286,7 @@ class Engine:
     def _count_event_rows(self, rows: pl.DataFrame) -> None:
         counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
                                                pl.col("ts").max().dt.epoch("us").alias("_last"))
-        self.event_rows.add(counts["event_id"].to_list(), counts["_n"].to_list(), counts["_last"].to_list())
+        self.event_rows.add(counts)
 
     def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
         parts = []
