@@ -243,12 +243,15 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
 
 
 def main() -> None:
+    global PARTITIONS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows for the throughput run")
     parser.add_argument("--rate", type=float, default=50_000, help="events/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20, help="length of the latency run")
     parser.add_argument("--skip", choices=("throughput", "latency"), help="leave one part out")
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions per stream")
     args = parser.parse_args()
+    PARTITIONS = args.partitions
     folder = Path(__file__).resolve().parent / "data"
     folder.mkdir(exist_ok=True)
     files = scenario_files(folder)

@@ -73,6 +73,12 @@ class WorkerReport:
     partitions: list[int] = field(default_factory=list)
 
 
+CAUGHT_UP_SECONDS = 0.5  # no message for this long: the partition has caught up with its stream
+# NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
+# in flight is lost until its ack wait expires: fetches together stay well below that
+FETCH_BYTES = 32 * 1024 * 1024
+
+
 @dataclass
 class Partition:
     number: int
@@ -83,6 +89,9 @@ class Partition:
     last_msg: object | None = None
     delivered: int = 0  # the current consumer's last delivery sequence seen (gaps mean lost deliveries)
     saved_at: float = field(default_factory=time.monotonic)
+    busy_at: float = field(default_factory=time.monotonic)  # when messages last arrived
+    message_bytes: float = 0.0  # running mean size of its messages, to size fetches
+    connection: int = 0  # the connection its subscription was made on
 
 
 def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]
@@ -133,6 +142,7 @@ class StreamWorker:
         self.consumer = options.consumer or f"assay-{scenarios.purpose}"
         self.stream = stream_name(options.subject)
         self.report = WorkerReport()
+        self.connection = 0
         self.store_lock = threading.Lock()
         self.pending: list[pl.DataFrame] = []  # alerts found, not yet stored
         self.pending_lock = threading.Lock()
@@ -187,6 +197,7 @@ class StreamWorker:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, durable)
         part.delivered = 0
+        part.connection = self.connection
         start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": part.done_seq + 1} \
             if part.done_seq else {"deliver_policy": api.DeliverPolicy.ALL}
         config = api.ConsumerConfig(durable_name=durable, filter_subject=f"{self.options.subject}.{part.number}",
@@ -197,7 +208,13 @@ class StreamWorker:
 
     # --- the loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerReport:
-        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1)
+        async def reconnected() -> None:
+            # pull requests in flight died with the old connection, and messages delivered
+            # to it count as delivered until their ack wait: subscribe again after done_seq
+            self.connection += 1
+            self.log("reconnected to NATS; partitions resume after their last processed message")
+
+        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1, reconnected_cb=reconnected)
         try:
             js = nc.jetstream()
             try:
@@ -239,8 +256,14 @@ class StreamWorker:
 
     async def _consume(self, js, part: Partition, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         while not stop.is_set():
+            if part.connection != self.connection:
+                sub = await self._subscribe(js, part)
+            budget = FETCH_BYTES // max(len(self.parts), 1)
+            # sizes unknown yet: a few messages first
+            batch = min(self.options.fetch, 16) if not part.message_bytes else \
+                max(1, min(self.options.fetch, int(budget / part.message_bytes)))
             try:
-                msgs = await sub.fetch(self.options.fetch, timeout=0.05)
+                msgs = await sub.fetch(batch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
             msgs, gap = in_order(part, msgs)
@@ -249,12 +272,19 @@ class StreamWorker:
                 _, dead = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._process, part, msgs)
                 await self._publish(js, pl.DataFrame(), dead)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
+            now = time.monotonic()
+            if msgs:
+                part.busy_at = now
+                size = sum(len(m.data) for m in msgs) / len(msgs)
+                part.message_bytes = size if not part.message_bytes else 0.8 * part.message_bytes + 0.2 * size
             if gap:  # a delivery never reached us (e.g. dropped as a slow consumer): start again after done_seq
                 self.log(f"partition {part.number}: a delivery was lost in transit; resuming after stream "
                          f"sequence {part.done_seq}")
                 sub = await self._subscribe(js, part)
+            # every --checkpoint-every while busy, and at once when the partition has caught up:
+            # an idle partition's checkpoint costs nothing, and its messages are acknowledged
             if part.done_seq > part.saved_seq and (
-                    time.monotonic() - part.saved_at >= self.options.checkpoint_seconds):
+                    now - part.saved_at >= self.options.checkpoint_seconds or now - part.busy_at >= CAUGHT_UP_SECONDS):
                 await self._checkpoint(part, js)
 
     def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
