@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,9 +89,17 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
                            columns=needed)
         rows_read = read.events.height + read.rejects.height
     read_done = time.perf_counter()
+    all_ids = fast.all_ids if fast is not None else None
+    if fast is not None and fast.all_ids is not None and read.events.height * 20 < fast.rows_total:
+        # few relevant rows: the rows sharing an event_id with one of them (trigger positions
+        # need them) are read from the full file while the kernels load and run, not after
+        scan = fast.all_ids.filter(pl.col("event_id").is_in(read.events["event_id"].unique().implode()))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
+        ids = pool.submit(scan.collect)
+        pool.shutdown(wait=False)
+        all_ids = ids.result
     warming.join()
-    alerts = engine.run_batch(read.events, progress=on_detector,
-                              all_ids=fast.all_ids if fast is not None else None)
+    alerts = engine.run_batch(read.events, progress=on_detector, all_ids=all_ids)
     return RunResult(alerts, spec, rows_read, read.rejects, time.perf_counter() - started,
                      read_done - started, read.files, read.events)
 

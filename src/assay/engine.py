@@ -123,7 +123,7 @@ class Engine:
         self.max_ts: int | None = None
         self.held: pl.DataFrame | None = None
         # with a pushed-down batch: (event_id, ts, _seq) of every row, for trigger positions
-        self._all_ids: pl.LazyFrame | None = None
+        self._all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None
         # rows seen per event_id, for SPEC's position of the trigger row among them
         self.event_rows = EventRows()
         # How long a stream remembers how many rows an event_id had (for trigger positions):
@@ -142,7 +142,7 @@ class Engine:
         return out
 
     def run_batch(self, events: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
-                  all_ids: pl.LazyFrame | None = None) -> pl.DataFrame:
+                  all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None) -> pl.DataFrame:
         """All rows at once: canonical order is ts, ties in input order.
 
         ``all_ids``: when ``events`` holds only the rows scenarios can use (a pushed-down
@@ -323,7 +323,8 @@ class Engine:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
         wanted = found["trigger_event_id"].unique().implode()
         if self._all_ids is not None:
-            rows = self._all_ids.filter(pl.col("event_id").is_in(wanted)).collect().sort(
+            source = self._all_ids if isinstance(self._all_ids, pl.LazyFrame) else self._all_ids().lazy()
+            rows = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
                 ["ts", "_seq"], maintain_order=True)
         same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
