@@ -73,7 +73,7 @@ class WorkerReport:
     partitions: list[int] = field(default_factory=list)
 
 
-CAUGHT_UP_SECONDS = 0.5  # no message for this long: the partition has caught up with its stream
+CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
 FETCH_BYTES = 32 * 1024 * 1024
@@ -281,10 +281,12 @@ class StreamWorker:
                 self.log(f"partition {part.number}: a delivery was lost in transit; resuming after stream "
                          f"sequence {part.done_seq}")
                 sub = await self._subscribe(js, part)
-            # every --checkpoint-every while busy, and at once when the partition has caught up:
-            # an idle partition's checkpoint costs nothing, and its messages are acknowledged
-            if part.done_seq > part.saved_seq and (
-                    now - part.saved_at >= self.options.checkpoint_seconds or now - part.busy_at >= CAUGHT_UP_SECONDS):
+            # every --checkpoint-every while busy, and sooner (but not more than four times as
+            # often) when the partition has caught up: its messages are acknowledged, and an
+            # idle moment is the cheapest time to write its state
+            since = now - part.saved_at
+            caught_up = now - part.busy_at >= CAUGHT_UP_SECONDS and since >= self.options.checkpoint_seconds / 4
+            if part.done_seq > part.saved_seq and (since >= self.options.checkpoint_seconds or caught_up):
                 await self._checkpoint(part, js)
 
     def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
