@@ -26,6 +26,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_mining.py
+	$(BIN)/python bench/bench_push.py
 
 # needs NATS (JetStream) and PostgreSQL on 127.0.0.1, as .ci/run starts them
 bench-stream: $(BIN)/.installed

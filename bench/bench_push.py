@@ -1,0 +1,59 @@
+"""Micro-batch cost: one engine fed by ``Engine.push``, side by side with a batch run.
+
+    python bench/bench_push.py [--sizes 100,1000,4000] [--warm 200000] [--pushes 30]
+
+The stream benchmark's entity scenarios (the core benchmark's 1,000-combination pack and
+four entity aggregates) on the core benchmark's events: the engine first takes --warm rows
+(so that it carries a realistic state), then --pushes micro-batches of each size are timed.
+Prints milliseconds per push, the rows/s that gives, and the batch engine's rows/s over
+the same rows (``assay.run``) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import assay  # noqa: E402
+from assay.engine import Engine  # noqa: E402
+from assay.scenarios import load_scenarios  # noqa: E402
+from bench_core import generate  # noqa: E402
+from bench_stream import scenario_files  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000,4000")
+    parser.add_argument("--warm", type=int, default=200_000)
+    parser.add_argument("--pushes", type=int, default=30)
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="assay-bench-push-"))
+    entity_yaml, _ = scenario_files(folder)
+    spec = load_scenarios(entity_yaml)
+    need = args.warm + args.pushes * max(sizes)
+    events = assay.read_events(pl.read_parquet(generate(10_000_000), n_rows=need)).events
+    print(f"{'rows/push':>10}{'ms/push':>10}{'rows/s':>12}{'batch rows/s':>14}{'batch / push':>14}")
+    for size in sizes:
+        engine = Engine(spec)
+        for start in range(0, args.warm, 20_000):
+            engine.push(events.slice(start, min(20_000, args.warm - start)))
+        fed = events.slice(args.warm, args.pushes * size)
+        started = time.perf_counter()
+        for k in range(args.pushes):
+            engine.push(fed.slice(k * size, size))
+        took = (time.perf_counter() - started) / args.pushes
+        t = time.perf_counter()
+        assay.run(spec, fed)
+        batch = fed.height / (time.perf_counter() - t)
+        print(f"{size:>10,}{took * 1000:>10.1f}{size / took:>12,.0f}{batch:>14,.0f}{batch / (size / took):>13.1f}x")
+
+
+if __name__ == "__main__":
+    main()
