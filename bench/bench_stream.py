@@ -127,6 +127,8 @@ async def delete_streams(prefix: str) -> None:
     js = nc.jetstream()
     for suffix in ("entity", "cp"):
         await js.delete_stream(stream_name(f"{prefix}.{suffix}"))
+    # the run's alerts were received or counted in the store; they need not stay on the stream
+    await js.purge_stream("ASSAY_ALERTS", subject="assay.alerts.bench")
     await nc.close()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -117,20 +119,38 @@ def run_worker(text: str, url: str, subject: str, **options) -> object:
         store.engine.dispose()
 
 
-async def read_subject(stream: str, subject: str) -> list[dict]:
+async def read_subject(stream: str, subject: str, expected: int,
+                       match: Callable[[dict], bool] = lambda _record: True) -> list[dict]:
+    """The records on ``subject`` that ``match`` keeps, once ``expected`` of them arrived (and
+    whatever follows within a second); a stream holding many other subjects can take a
+    while to deliver the first, so the wait is for the count, not for one quiet second."""
     nc = await nats.connect(NATS_URL)
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe(subject, stream=stream)
-        out = []
+        out: list[dict] = []
+        deadline = time.monotonic() + 60
         while True:
+            enough = len(out) >= expected
             try:
-                msgs = await sub.fetch(500, timeout=1)
+                msgs = await sub.fetch(500, timeout=1 if enough else 5)
             except (nats.errors.TimeoutError, TimeoutError):
-                return out
+                if enough or time.monotonic() > deadline:
+                    return out
+                continue
             for msg in msgs:
-                out.append(json.loads(msg.data))
+                record = json.loads(msg.data)
+                if match(record):
+                    out.append(record)
                 await msg.ack()
+    finally:
+        await nc.close()
+
+
+async def purge_subject(stream: str, subject: str) -> None:
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().purge_stream(stream, subject=subject)
     finally:
         await nc.close()
 
@@ -148,8 +168,9 @@ def test_stream_gives_the_batch_alerts_with_the_same_ids(pg_url, nats_subject):
     report = run_worker(text, pg_url, nats_subject, fetch=7)  # many small micro-batches
     assert report.rows == events.height and report.deadletters == 0 and report.checkpoints > 1
     same(stored_alerts(pg_url), want)
-    published = asyncio.run(read_subject("ASSAY_ALERTS", f"assay.alerts.{purpose}"))
+    published = asyncio.run(read_subject("ASSAY_ALERTS", f"assay.alerts.{purpose}", want.height))
     assert sorted({a["alert_id"] for a in published}) == want["alert_id"].to_list()
+    asyncio.run(purge_subject("ASSAY_ALERTS", f"assay.alerts.{purpose}"))
 
     again = run_worker(text, pg_url, nats_subject)  # restarts from the checkpoints: nothing to do
     assert again.messages == 0 and again.rows == 0
@@ -208,8 +229,8 @@ def test_bad_and_late_data_go_to_the_dead_letter_subject(pg_url, nats_subject):
         (encode(good), {"assay-format": "json"}), (encode(after), headers),
     ]))
     report = run_worker(text, pg_url, nats_subject, partitions=[0])
-    dead = [d for d in asyncio.run(read_subject("ASSAY_DEADLETTER", "assay.deadletter"))
-            if d.get("source", "").startswith(subject)]
+    dead = asyncio.run(read_subject("ASSAY_DEADLETTER", "assay.deadletter", 7,
+                                    lambda d: d.get("source", "").startswith(subject)))
     reasons = {d["reason"].split(":")[0]: d for d in dead}
     assert len(dead) == report.deadletters == 7, dead
     assert "not an Arrow IPC batch" in reasons

@@ -77,6 +77,7 @@ CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
 FETCH_BYTES = 32 * 1024 * 1024
+OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, when the worker creates them
 
 
 @dataclass
@@ -160,7 +161,9 @@ class StreamWorker:
                 await js.stream_info(name)
             except NotFoundError:
                 try:
-                    await js.add_stream(name=name, subjects=subjects, duplicate_window=600.0)
+                    # the store is the record; the streams are for consumers, a week back
+                    await js.add_stream(name=name, subjects=subjects, duplicate_window=600.0,
+                                        max_age=OUTPUT_RETENTION_SECONDS)
                 except BadRequestError as exc:  # an operator's own stream already captures them
                     self.log(f"note: not creating stream {name}: {exc.description}")
 
