@@ -90,7 +90,9 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
         rows_read = read.events.height + read.rejects.height
     read_done = time.perf_counter()
     all_ids = fast.all_ids if fast is not None else None
-    if fast is not None and fast.all_ids is not None and read.events.height * 20 < fast.rows_total:
+    if fast is not None and read.events.height == fast.rows_total:
+        all_ids = None  # every row is relevant and in memory: no second look at the files
+    elif fast is not None and fast.all_ids is not None and read.events.height * 20 < fast.rows_total:
         # few relevant rows: the rows sharing an event_id with one of them (trigger positions
         # need them) are read from the full file while the kernels load and run, not after
         scan = fast.all_ids.filter(pl.col("event_id").is_in(read.events["event_id"].unique().implode()))
