@@ -156,7 +156,6 @@ class WindowedDetector:
         self.window_us = max(s.window_us for s in scenarios)
         self.retained = self._empty_rows()
         self.prev: pl.DataFrame = self._empty_prev()
-        self.max_ts: int | None = None
         self._keep_state = True  # False during a batch run's update: no evaluation follows
 
     # --- relevance -------------------------------------------------------
@@ -254,8 +253,6 @@ class WindowedDetector:
         self._keep_state = retain
         cands = self.evaluate(view, group_start, is_new[order] if n_old else np.ones(chunk.height, np.bool_),
                               group_keys)
-        latest = int(chunk["_ts"].max())  # type: ignore[arg-type]
-        self.max_ts = latest if self.max_ts is None else max(self.max_ts, latest)
         if retain:
             # Retained rows stay in canonical order (rows come in that order, and a later
             # micro-batch starts above this one's watermark): appending keeps it, and
@@ -278,8 +275,7 @@ class WindowedDetector:
 
     def snapshot(self) -> bytes:
         buf = io.BytesIO()
-        meta = pl.DataFrame({"signature": [self.signature()], "max_ts": [self.max_ts]},
-                            schema={"signature": pl.String, "max_ts": pl.Int64})
+        meta = pl.DataFrame({"signature": [self.signature()]}, schema={"signature": pl.String})
         for frame in (meta, self.retained, self.prev):
             part = io.BytesIO()
             frame.write_ipc(part)
@@ -299,7 +295,6 @@ class WindowedDetector:
         if meta["signature"][0] != self.signature():
             raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
                                 "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
-        self.max_ts = meta["max_ts"][0]
         # checkpoints of earlier versions kept rows grouped by key
         self.retained = retained if retained["_ts"].is_sorted() else retained.sort(["_ts", "_seq"])
         self.prev = prev

@@ -321,14 +321,15 @@ class Engine:
 
     def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
-        wanted = found["trigger_event_id"].unique().implode()
+        triggers = found["trigger_event_id"].unique()
+        wanted = triggers.implode()
         if self._all_ids is not None:
             source = self._all_ids if isinstance(self._all_ids, pl.LazyFrame) else self._all_ids().lazy()
             rows = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
                 ["ts", "_seq"], maintain_order=True)
         same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
-        earlier = self.event_rows.counts(found["trigger_event_id"].unique().to_list())
+        earlier = self.event_rows.counts(triggers.to_list())
         if earlier.height:
             same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
                 (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))

@@ -68,11 +68,18 @@ def _distinct_pairs(basket: np.ndarray, item: pl.Series) -> pl.DataFrame:
     pairs = pl.DataFrame({"basket": basket, "item": item}).filter(
         pl.col("item").is_not_null() & (pl.col("item") != ""))
     basket = pairs["basket"].to_numpy()
-    if basket.size and (np.diff(basket) < 0).any():
-        pairs = pairs[np.argsort(basket, kind="stable")]
-        basket = pairs["basket"].to_numpy()
+    order = _unless_in_basket_order(basket)
+    if order is not None:
+        pairs, basket = pairs[order], basket[order]
     codes, names = encode(pairs["item"])
     return pairs.filter(pl.Series(first_in_basket(basket, codes, names.len())))
+
+
+def _unless_in_basket_order(basket: np.ndarray) -> np.ndarray | None:
+    """The stable order that sorts rows by basket, or None when they already are."""
+    if basket.size and (np.diff(basket) < 0).any():
+        return np.argsort(basket, kind="stable")
+    return None
 
 
 def baskets_from_events(events: pl.DataFrame, by: str = "event_id", window: str | None = None) -> Baskets:
@@ -130,9 +137,8 @@ def frequent_itemsets(baskets: Baskets, min_support: float, max_len: int | None 
     keep = item_code >= 0
     basket = baskets.pairs["basket"].to_numpy()[keep]
     item_code = item_code[keep]
-    if basket.size and (np.diff(basket) < 0).any():
-        # tid-lists must be ascending for the merge intersections
-        order = np.argsort(basket, kind="stable")
+    order = _unless_in_basket_order(basket)  # tid-lists must be ascending for the merges
+    if order is not None:
         basket, item_code = basket[order], item_code[order]
     by_item, item_ptr = group_by_code(item_code, max(int(ordered.size), 1))
     tids = basket[by_item].astype(np.int32)

@@ -235,24 +235,24 @@ def eclat(item_ptr, tids, min_count, max_len, tid_capacity, out_capacity,
         if d == 0:
             c, top = _deliver(prefix[0], a0, a_len, buf, top, tid_capacity, basket_ptr, basket_items,
                               bcursor, tails, tail_end, counter, touched, fill, min_count, pairs,
-                              member_item[1],
-                              member_start[1], member_len[1])
+                              member_item[1], member_start[1], member_len[1])
             if c < 0:
                 return -1, 0, max(top, tid_capacity * 2)
-        for j in range(i + 1, count[d] if d > 0 else 0):
-            b = member_item[d, j]
-            if not (pairs[member_item[d, i], b >> 6] >> np.uint64(b & 63)) & np.uint64(1):
-                continue  # the pair is rare, so is every itemset holding it
-            need = min(a_len, member_len[d, j])
-            if top + need > tid_capacity:
-                return -1, 0, tid_capacity * 2
-            got = _intersect(buf, a0, a_len, member_start[d, j], member_len[d, j], top)
-            if got >= min_count:
-                member_item[d + 1, c] = member_item[d, j]
-                member_start[d + 1, c] = top
-                member_len[d + 1, c] = got
-                top += got
-                c += 1
+        else:
+            for j in range(i + 1, count[d]):
+                b = member_item[d, j]
+                if not (pairs[member_item[d, i], b >> 6] >> np.uint64(b & 63)) & np.uint64(1):
+                    continue  # the pair is rare, so is every itemset holding it
+                need = min(a_len, member_len[d, j])
+                if top + need > tid_capacity:
+                    return -1, 0, tid_capacity * 2
+                got = _intersect(buf, a0, a_len, member_start[d, j], member_len[d, j], top)
+                if got >= min_count:
+                    member_item[d + 1, c] = member_item[d, j]
+                    member_start[d + 1, c] = top
+                    member_len[d + 1, c] = got
+                    top += got
+                    c += 1
         if c > 0:
             count[d + 1] = c
             cursor[d + 1] = 0
