@@ -62,6 +62,52 @@ def test_ingest_is_idempotent_and_opens_cases(store):
         assert len({a.case_id for a in k1_alerts}) == 1  # same purpose and key: one case
 
 
+def test_every_field_of_an_alert_is_stored_as_it_was(store):
+    """PostgreSQL takes alerts by COPY of CSV: quotes, separators, line breaks and unicode survive."""
+    from datetime import UTC, datetime
+
+    from assay.alerts import ALERT_SCHEMA
+
+    tricky = ['say "hi", then\nleave', "", "zwölf 東京 ✓", "back\\slash", ",", '"']
+    alerts = pl.DataFrame({
+        "alert_id": [f"a{i}" for i in range(len(tricky))],
+        "purpose": ["fraud"] * len(tricky),
+        "scenario": ["s"] * len(tricky),
+        "scenario_version": [1, 2, 3, 4, 5, 6],
+        "key": tricky,
+        "ts": [datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)] * len(tricky),
+        "trigger_event_id": tricky[::-1],
+        "value": [0.1, -1e-7, 1e300, 3.0, 2.5e-300, 123456789.123],
+        "threshold": [1.0, 0.0, -2.5, 1e15, 7.0, 0.3],
+        "severity": ["high", "low", "medium", "high", "low", "high"],
+        "evidence": [[t, "e2"] for t in tricky],
+        "evidence_truncated": [True, False, True, False, False, True],
+    }, schema=ALERT_SCHEMA)
+    ingest_alerts(store, alerts, actor="test")
+    columns = list(ALERT_SCHEMA)
+    with store.session() as session:
+        stored = session.execute(select(*(getattr(Alert, c) for c in columns)).order_by(Alert.alert_id)).all()
+    got = pl.DataFrame([dict(zip(columns, row, strict=True)) for row in stored], schema=ALERT_SCHEMA,
+                       orient="row")
+    assert got.to_dicts() == alerts.to_dicts()
+
+
+def test_checkpoint_states_round_trip_and_postgresql_leaves_them_uncompressed(store):
+    from assay.streaming.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+
+    state = bytes(range(256)) * 4096
+    save_checkpoint(store, "c", 0, Checkpoint("S", 5, 10, b"old"))
+    save_checkpoint(store, "c", 0, Checkpoint("S", 9, 20, state))  # overwrites
+    save_checkpoint(store, "c", 1, Checkpoint("S", 1, 1, b"x"))
+    got = load_checkpoint(store, "c", 0)
+    assert got is not None and (got.stream, got.last_seq, got.rows, got.state) == ("S", 9, 20, state)
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.connect() as conn:
+            storage = conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attname = 'state' "
+                                        "AND attrelid = 'stream_checkpoints'::regclass")).scalar()
+        assert storage == "e"  # external: no pglz at every checkpoint
+
+
 def test_evidence_rows_are_stored_with_the_alert(store):
     alerts, _ = run_into(store)
     ab_k1 = alerts.filter((pl.col("scenario") == "ab") & (pl.col("key") == "k1"))["alert_id"][0]

@@ -98,8 +98,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, pg_url,
     rng = random.Random(20261129)
     kills = 0
     while kills < 20:
-        proc = worker(path, pg_url, nats_subject, "--fetch", "4", "--checkpoint-every", "0.3s")
-        time.sleep(rng.uniform(0.5, 4.0))
+        # two messages per fetch and short lives: the stream must outlast 20 kills
+        proc = worker(path, pg_url, nats_subject, "--fetch", "2", "--checkpoint-every", "0.3s")
+        time.sleep(rng.uniform(0.4, 2.5))
         assert proc.poll() is None, proc.communicate()[1]
         proc.kill()  # SIGKILL: no drain, no checkpoint
         proc.wait()

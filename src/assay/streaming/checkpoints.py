@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import insert, update
+
 from ..store.db import Store
 from ..store.models import StreamCheckpoint
 
@@ -33,10 +35,16 @@ def load_checkpoint(store: Store, consumer: str, partition: int) -> Checkpoint |
 
 
 def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Checkpoint) -> None:
+    """Overwrite the partition's row (an UPDATE, or the first INSERT); the old state is
+    never read back, which ``Session.merge`` would do."""
+    table = StreamCheckpoint.__table__
+    values = {"stream": checkpoint.stream, "last_seq": checkpoint.last_seq, "rows": checkpoint.rows,
+              "state": checkpoint.state, "updated_at": datetime.now(UTC)}
     with store.session() as session, session.begin():
-        session.merge(StreamCheckpoint(consumer=consumer, partition=partition, stream=checkpoint.stream,
-                                       last_seq=checkpoint.last_seq, rows=checkpoint.rows,
-                                       state=checkpoint.state, updated_at=datetime.now(UTC)))
+        done = session.execute(update(table).where(table.c.consumer == consumer, table.c.partition == partition)
+                               .values(**values))
+        if done.rowcount == 0:
+            session.execute(insert(table).values(consumer=consumer, partition=partition, **values))
 
 
 def reset_checkpoints(store: Store, consumer: str) -> int:

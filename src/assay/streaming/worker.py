@@ -73,6 +73,10 @@ class WorkerReport:
     partitions: list[int] = field(default_factory=list)
 
 
+# Alerts go to the store in one transaction per this many seconds (or alerts) at most: a
+# transaction has a fixed cost (duplicate check, cases, two audit entries) of a few ms
+SINK_SECONDS = 0.05
+SINK_ALERTS = 5000
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
@@ -146,6 +150,8 @@ class StreamWorker:
         self.connection = 0
         self.store_lock = threading.Lock()
         self.pending: list[pl.DataFrame] = []  # alerts found, not yet stored
+        self.pending_rows = 0
+        self.pending_since = 0.0  # when the oldest of them was found
         self.pending_lock = threading.Lock()
         self.sink_lock = asyncio.Lock()
         # partitions' engines take turns on one thread: each push already uses every core
@@ -317,7 +323,10 @@ class StreamWorker:
             dead.append(dead_letter(row.pop("reason"), row))
         if result.alerts.height:
             with self.pending_lock:
+                if not self.pending:
+                    self.pending_since = time.monotonic()
                 self.pending.append(result.alerts)
+                self.pending_rows += result.alerts.height
         return result.alerts, dead
 
     async def _publish(self, js, alerts: pl.DataFrame, dead: list[dict]) -> None:  # type: ignore[no-untyped-def]
@@ -338,8 +347,12 @@ class StreamWorker:
         """Alerts of every partition go to the store together, every few milliseconds."""
         status_at, rows_before = time.monotonic(), 0
         while not stop.is_set():
-            await self._flush(js)
-            await asyncio.sleep(0.01)
+            with self.pending_lock:
+                due = bool(self.pending) and (self.pending_rows >= SINK_ALERTS
+                                              or time.monotonic() - self.pending_since >= SINK_SECONDS)
+            if due:
+                await self._flush(js)
+            await asyncio.sleep(0.005)
             if time.monotonic() - status_at >= self.options.status_seconds:
                 r = self.report
                 rate = (r.rows - rows_before) / (time.monotonic() - status_at)
@@ -351,7 +364,7 @@ class StreamWorker:
         """Store and publish the alerts found so far (before a checkpoint may cover their rows)."""
         async with self.sink_lock:
             with self.pending_lock:
-                batch, self.pending = self.pending, []
+                batch, self.pending, self.pending_rows = self.pending, [], 0
             if not batch:
                 return
             alerts = pl.concat(batch) if len(batch) > 1 else batch[0]
