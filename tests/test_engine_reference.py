@@ -34,6 +34,7 @@ def test_any_chunking_gives_the_batch_alerts(rows, spec, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=6)))
     engine = assay.stream(yaml_text)
     got = []
+    stored: list[bytes] = []
     start = 0
     for cut in [*cuts, len(ordered)]:
         part = assay.read_events(frame[start:cut]).events if cut > start else None
@@ -42,11 +43,17 @@ def test_any_chunking_gives_the_batch_alerts(rows, spec, data):
             res = engine.push(part)
             assert res.late.height == 0
             got.append(res.alerts)
-        if data.draw(st.booleans()):
-            # checkpoint and continue in a fresh engine
-            fresh = assay.stream(yaml_text)
-            fresh.restore(engine.snapshot())
-            engine = fresh
+        # checkpoints as a stream worker stores them: a full snapshot, then deltas on top;
+        # a restart restores the full one and applies the deltas in order
+        action = data.draw(st.sampled_from(["", "", "full", "delta", "restart"]))
+        if action == "full" or (action and not stored):
+            stored = [engine.snapshot()]
+        elif action:
+            stored.append(engine.snapshot(delta=True))
+        if action == "restart":
+            engine = assay.stream(yaml_text)
+            for state in stored:
+                engine.restore(state)
     got.append(engine.flush())
     assert comparable(pl.concat(got)) == comparable(batch)
 

@@ -17,12 +17,15 @@ def batch_frame(rows: list[tuple[str, int]]) -> pl.DataFrame:
 
 @settings(max_examples=200, deadline=None)
 @given(steps=st.lists(st.tuples(st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(0, 5)), max_size=6),
-                                st.integers(0, 8)), max_size=12),
+                                st.integers(0, 8), st.sampled_from(["", "full", "delta", "restart"])),
+                      max_size=12),
        horizon=st.integers(0, 12))
 def test_counts_and_expiry_equal_a_plain_model(steps, horizon):
+    """Also through checkpoints: a full frame, delta frames on top, and a restart from them."""
     state, model = EventRows(), {}
+    stored: list[pl.DataFrame] = []
     now = 0
-    for rows, advance in steps:
+    for rows, advance, checkpoint in steps:
         # micro-batches in canonical order: each one's rows lie above the previous watermark
         placed = [(eid, now + dt) for eid, dt in rows]
         for eid, ts in placed:
@@ -34,6 +37,16 @@ def test_counts_and_expiry_equal_a_plain_model(steps, horizon):
         model = {k: v for k, v in model.items() if v[1] >= cutoff}
         state.expire(cutoff)
         assert state.rows == model
+        if checkpoint == "full" or (checkpoint and not stored):
+            stored = [state.frame()]
+        elif checkpoint == "delta":
+            stored.append(state.frame(delta=True))
+        elif checkpoint == "restart":
+            stored.append(state.frame(delta=True))
+            state = EventRows.from_frame(stored[0])
+            for delta in stored[1:]:
+                state.apply(delta)
+            assert state.rows == model
         assert dict(zip(*state.counts(sorted(model)).to_dict(as_series=False).values(), strict=True)) == \
             {k: v[0] for k, v in model.items()}
     restored = EventRows.from_frame(state.frame())

@@ -93,19 +93,35 @@ def test_every_field_of_an_alert_is_stored_as_it_was(store):
 
 
 def test_checkpoint_states_round_trip_and_postgresql_leaves_them_uncompressed(store):
-    from assay.streaming.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+    from assay.streaming.checkpoints import (
+        Checkpoint,
+        load_checkpoint,
+        reset_checkpoints,
+        save_checkpoint,
+    )
 
     state = bytes(range(256)) * 4096
     save_checkpoint(store, "c", 0, Checkpoint("S", 5, 10, b"old"))
-    save_checkpoint(store, "c", 0, Checkpoint("S", 9, 20, state))  # overwrites
+    save_checkpoint(store, "c", 0, Checkpoint("S", 7, 15, b"d1", delta=True))
+    save_checkpoint(store, "c", 0, Checkpoint("S", 9, 20, state))  # a full state replaces state and deltas
     save_checkpoint(store, "c", 1, Checkpoint("S", 1, 1, b"x"))
     got = load_checkpoint(store, "c", 0)
-    assert got is not None and (got.stream, got.last_seq, got.rows, got.state) == ("S", 9, 20, state)
+    assert got is not None and (got.stream, got.last_seq, got.rows, got.state, got.deltas) == \
+        ("S", 9, 20, state, [])
+    save_checkpoint(store, "c", 0, Checkpoint("S", 11, 25, b"d2", delta=True))
+    save_checkpoint(store, "c", 0, Checkpoint("S", 12, 30, b"d3", delta=True))
+    got = load_checkpoint(store, "c", 0)
+    assert got is not None and (got.last_seq, got.rows, got.state, got.deltas) == (12, 30, state, [b"d2", b"d3"])
+    assert got.size() == (len(state), 4)
+    with pytest.raises(ValueError, match="full one"):
+        save_checkpoint(store, "c", 5, Checkpoint("S", 1, 1, b"d", delta=True))
+    assert reset_checkpoints(store, "c") == 2 and load_checkpoint(store, "c", 0) is None
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect() as conn:
-            storage = conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attname = 'state' "
-                                        "AND attrelid = 'stream_checkpoints'::regclass")).scalar()
-        assert storage == "e"  # external: no pglz at every checkpoint
+            storage = conn.execute(text("SELECT array_agg(attstorage::text) FROM pg_attribute WHERE attname = 'state' "
+                                        "AND attrelid IN ('stream_checkpoints'::regclass, "
+                                        "'stream_checkpoint_deltas'::regclass)")).scalar()
+        assert storage == ["e", "e"]  # external: no pglz at every checkpoint
 
 
 def test_evidence_rows_are_stored_with_the_alert(store):

@@ -60,9 +60,13 @@ class Detector(Protocol):
 
     def expire(self, watermark_us: int) -> None: ...
 
-    def snapshot(self) -> bytes: ...
+    def snapshot(self, delta: bool = False) -> bytes:
+        """The state (``delta``: only what changed since the last snapshot, for ``restore`` on top of it)."""
+        ...
 
-    def restore(self, data: bytes) -> None: ...
+    def restore(self, data: bytes) -> None:
+        """Take a full snapshot, or apply a delta snapshot to the state it was taken after."""
+        ...
 
     def state_rows(self) -> int: ...
 
@@ -157,6 +161,12 @@ class WindowedDetector:
         self.retained = self._empty_rows()
         self.prev: pl.DataFrame = self._empty_prev()
         self._keep_state = True  # False during a batch run's update: no evaluation follows
+        # Retained rows are appended at the end and cut at the front, so they are the rows at
+        # positions [cut, appended) of everything ever retained: a delta snapshot holds the
+        # rows appended since the last snapshot that are still retained
+        self.cut = 0
+        self.appended = 0
+        self.saved = 0  # ``appended`` at the last snapshot
 
     # --- relevance -------------------------------------------------------
     def _empty_rows(self) -> pl.DataFrame:
@@ -259,6 +269,7 @@ class WindowedDetector:
             # ``expire`` cuts a prefix. Nothing proportional to the state is copied per
             # micro-batch except the scan for the touched keys' rows.
             self.retained = pl.concat([self.retained, fresh]) if self.retained.height else fresh
+            self.appended += fresh.height
             if self.retained.n_chunks() > 32:
                 self.retained = self.retained.rechunk()
         return cands
@@ -268,36 +279,41 @@ class WindowedDetector:
         cutoff = watermark_us - self.window_us
         ts = self.retained["_ts"]
         if ts.len() and ts[0] < cutoff:
-            self.retained = self.retained.slice(int(ts.search_sorted(cutoff, side="left")))
+            drop = int(ts.search_sorted(cutoff, side="left"))
+            self.retained = self.retained.slice(drop)
+            self.cut += drop
 
     def state_rows(self) -> int:
         return self.retained.height + self.prev.height
 
-    def snapshot(self) -> bytes:
-        buf = io.BytesIO()
-        meta = pl.DataFrame({"signature": [self.signature()]}, schema={"signature": pl.String})
-        for frame in (meta, self.retained, self.prev):
-            part = io.BytesIO()
-            frame.write_ipc(part)
-            data = part.getvalue()
-            buf.write(len(data).to_bytes(8, "little"))
-            buf.write(data)
-        return buf.getvalue()
+    def snapshot(self, delta: bool = False) -> bytes:
+        start = max(self.saved, self.cut) if delta else self.cut
+        rows = self.retained.slice(start - self.cut)
+        meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], "start": [start],
+                             "cut": [self.cut], "appended": [self.appended]},
+                            schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
+                                    "cut": pl.Int64, "appended": pl.Int64})
+        self.saved = self.appended
+        return _frames_to_bytes([meta, rows, self.prev])
 
     def restore(self, data: bytes) -> None:
-        parts = []
-        pos = 0
-        while pos < len(data):
-            size = int.from_bytes(data[pos:pos + 8], "little")
-            parts.append(pl.read_ipc(io.BytesIO(data[pos + 8:pos + 8 + size])))
-            pos += 8 + size
-        meta, retained, prev = parts
+        meta, rows, prev = _frames_from_bytes(data)
         if meta["signature"][0] != self.signature():
             raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
                                 "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
-        # checkpoints of earlier versions kept rows grouped by key
-        self.retained = retained if retained["_ts"].is_sorted() else retained.sort(["_ts", "_seq"])
         self.prev = prev
+        if "delta" in meta.columns and meta["delta"][0]:
+            start, cut = int(meta["start"][0]), int(meta["cut"][0])
+            if start != max(self.appended, cut) or cut < self.cut:
+                raise ValueError("a delta checkpoint applied out of order")
+            kept = self.retained.slice(cut - self.cut) if cut < self.appended else self.retained.clear()
+            self.retained = pl.concat([kept, rows]).rechunk() if kept.height else rows
+        else:
+            # checkpoints of earlier versions kept rows grouped by key
+            self.retained = rows if rows["_ts"].is_sorted() else rows.sort(["_ts", "_seq"])
+            cut = int(meta["cut"][0]) if "cut" in meta.columns else 0
+        self.cut = cut
+        self.appended = self.saved = cut + self.retained.height
 
     def signature(self) -> str:
         parts = [f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
@@ -501,6 +517,27 @@ class AggregateDetector(WindowedDetector):
         ev_rows = np.repeat(wstart[rows], lengths) + (np.arange(ev_ptr[-1]) - np.repeat(ev_ptr[:-1], lengths))
         return self._candidates(chunk, order, rows, np.zeros(rows.size, np.int64), value[rows],
                                 ev_ptr, ev_rows, totals)
+
+
+def _frames_to_bytes(frames: list[pl.DataFrame]) -> bytes:
+    buf = io.BytesIO()
+    for frame in frames:
+        part = io.BytesIO()
+        frame.write_ipc(part)
+        data = part.getvalue()
+        buf.write(len(data).to_bytes(8, "little"))
+        buf.write(data)
+    return buf.getvalue()
+
+
+def _frames_from_bytes(data: bytes) -> list[pl.DataFrame]:
+    frames = []
+    pos = 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos:pos + 8], "little")
+        frames.append(pl.read_ipc(io.BytesIO(data[pos + 8:pos + 8 + size])))
+        pos += 8 + size
+    return frames
 
 
 def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:

@@ -54,12 +54,21 @@ class EventRows:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[int, int]] = {}
         self.batches: deque[list] = deque()  # [lasts (ascending, NumPy), ids, first unread]
+        # since the last snapshot, once snapshots are taken: what was added and forgotten, in
+        # order (the micro-batches' count frames, lists of forgotten ids), for a delta
+        self.tracking = False
+        self.stale = False  # after ``apply``: the expiry lists are rebuilt before they are used
+        self.log: list[pl.DataFrame | list[str]] = []
 
     def add(self, counts: pl.DataFrame) -> None:
         """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``."""
         if counts.height == 0:
             return
+        if self.stale:
+            self._rebuild()
         counts = counts.sort("_last")
+        if self.tracking:
+            self.log.append(counts.select("event_id", "_n", "_last"))
         ids = counts["event_id"].to_list()
         lasts = counts["_last"].to_numpy()
         batch = dict(zip(ids, zip(counts["_n"].to_list(), lasts.tolist(), strict=True), strict=True))
@@ -73,7 +82,10 @@ class EventRows:
 
     def expire(self, cutoff_us: int) -> None:
         """Forget the ids whose last row is older than ``cutoff_us``."""
+        if self.stale:
+            self._rebuild()
         rows = self.rows
+        gone: list[str] = []
         while self.batches:
             entry = self.batches[0]
             lasts, ids, start = entry
@@ -82,27 +94,64 @@ class EventRows:
                 seen = rows.get(eid)
                 if seen is not None and seen[1] == last:  # else a later row moved it on
                     del rows[eid]
+                    gone.append(eid)
             if stop < len(ids):
                 entry[2] = stop
-                return
+                break
             self.batches.popleft()
+        if self.tracking and gone:
+            self.log.append(gone)
 
     def counts(self, ids: list[str]) -> pl.DataFrame:
         known = [(eid, self.rows[eid][0]) for eid in ids if eid in self.rows]
         return pl.DataFrame({"_eid": [k[0] for k in known], "_n": [k[1] for k in known]},
                             schema={"_eid": pl.String, "_n": pl.Int64})
 
-    def frame(self) -> pl.DataFrame:
-        values = list(self.rows.values())
-        return pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in values],
-                             "_last": [v[1] for v in values]},
-                            schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64})
+    def frame(self, delta: bool = False) -> pl.DataFrame:
+        """Every id's (rows, last ts). ``delta``: what happened since the last frame, in order
+        (``_step``): the micro-batches' counts, and ids forgotten (``_n`` null)."""
+        schema = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
+        if delta:
+            steps = []
+            for i, entry in enumerate(self.log):
+                step = entry.rename({"event_id": "_eid"}) if isinstance(entry, pl.DataFrame) else \
+                    pl.DataFrame({"_eid": entry}, schema={"_eid": pl.String}).with_columns(
+                        pl.lit(None, pl.Int64).alias("_n"), pl.lit(None, pl.Int64).alias("_last"))
+                steps.append(step.with_columns(pl.lit(i, pl.Int32).alias("_step")))
+            out = pl.concat(steps) if steps else pl.DataFrame(schema={**schema, "_step": pl.Int32})
+        else:
+            values = list(self.rows.values())
+            out = pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in values],
+                                "_last": [v[1] for v in values]}, schema=schema)
+        self.tracking = True
+        self.log = []
+        return out
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> EventRows:
         out = cls()
         out.add(frame.rename({"_eid": "event_id"}).select("event_id", "_n", "_last"))
+        out.tracking = True
         return out
+
+    def apply(self, delta: pl.DataFrame) -> None:
+        """Replay a ``frame(delta=True)`` taken after the state this one was restored from."""
+        rows = self.rows
+        for eid, n, last in delta.select("_eid", "_n", "_last").iter_rows():
+            if n is None:
+                del rows[eid]
+            else:
+                old = rows.get(eid)
+                rows[eid] = (n, last) if old is None else (old[0] + n, max(old[1], last))
+        self.stale = True
+
+    def _rebuild(self) -> None:
+        """The expiry lists anew, as one list of the whole dict (expiry reads only (last, id))."""
+        self.stale = False
+        ids = list(self.rows)
+        lasts = np.array([v[1] for v in self.rows.values()], dtype=np.int64)
+        order = np.argsort(lasts, kind="stable")
+        self.batches = deque([[lasts[order], [ids[i] for i in order.tolist()], 0]])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,6 +175,7 @@ class Engine:
         self._all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None
         # rows seen per event_id, for SPEC's position of the trigger row among them
         self.event_rows = EventRows()
+        self.snapshotted = False  # a delta snapshot needs a full one (or a restore) before it
         # How long a stream remembers how many rows an event_id had (for trigger positions):
         # rows of one event_id further apart than this are numbered afresh. See docs/semantics.md.
         self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us + event_horizon_us
@@ -223,13 +273,21 @@ class Engine:
     def state_rows(self) -> int:
         return sum(d.state_rows() for d in self.detectors)
 
-    def snapshot(self) -> bytes:
-        """Everything needed to continue elsewhere: detector states, held rows, counters."""
+    def snapshot(self, delta: bool = False) -> bytes:
+        """Everything needed to continue elsewhere: detector states, held rows, counters.
+
+        ``delta``: only what changed since the last snapshot (full or delta); ``restore``
+        applies it on top of the state that snapshot restored. Retained rows and event ids
+        are most of the state and change at the margins, so a delta is small.
+        """
+        if delta and not self.snapshotted:
+            raise ValueError("a delta snapshot follows a full snapshot or a restore")
+        self.snapshotted = True
         held = self.held if self.held is not None else pl.DataFrame()
-        meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts]},
-                            schema={"next_seq": pl.Int64, "max_ts": pl.Int64})
-        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows.frame())]
-        parts += [d.snapshot() for d in self.detectors]
+        meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts], "delta": [delta]},
+                            schema={"next_seq": pl.Int64, "max_ts": pl.Int64, "delta": pl.Boolean})
+        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows.frame(delta))]
+        parts += [d.snapshot(delta) for d in self.detectors]
         return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
 
     def restore(self, data: bytes) -> None:
@@ -246,9 +304,14 @@ class Engine:
         self.max_ts = meta["max_ts"][0]
         held = pl.read_ipc(io.BytesIO(parts[1]))
         self.held = held if held.width else None
-        self.event_rows = EventRows.from_frame(pl.read_ipc(io.BytesIO(parts[2])))
+        events = pl.read_ipc(io.BytesIO(parts[2]))
+        if "delta" in meta.columns and meta["delta"][0]:
+            self.event_rows.apply(events)
+        else:
+            self.event_rows = EventRows.from_frame(events)
         for det, part in zip(self.detectors, parts[3:], strict=True):
             det.restore(part)
+        self.snapshotted = True
 
     # --- internals -----------------------------------------------------------
     def _with_seq(self, events: pl.DataFrame) -> pl.DataFrame:

@@ -136,3 +136,16 @@ class StreamCheckpoint(Base):
     rows: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StreamCheckpointDelta(Base):
+    """What changed in a partition's state since the checkpoint's full state (or the previous
+    delta): applied in order of ``n`` on top of ``stream_checkpoints.state``. A checkpoint writes
+    a delta, or a full state that replaces them all, in the transaction that moves ``last_seq``."""
+
+    __tablename__ = "stream_checkpoint_deltas"
+
+    consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)

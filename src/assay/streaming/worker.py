@@ -7,7 +7,8 @@ subject with a reason), pushed through the engine, and its alerts are written to
 store (idempotent by ``alert_id``) and published on ``assay.alerts.<purpose>``.
 
 Delivery: every few seconds, and on SIGTERM, the worker writes a checkpoint (engine
-snapshot + last stream sequence) and only then acknowledges the messages it covers
+snapshot, mostly a delta on the previous ones, + last stream sequence) and only then
+acknowledges the messages it covers
 (``AckPolicy.ALL``). On start it restores the checkpoint and re-creates the durable
 consumer from the next sequence: whatever was processed after the checkpoint is
 replayed into the same state and gives the same alerts, which the store already has.
@@ -97,6 +98,8 @@ class Partition:
     busy_at: float = field(default_factory=time.monotonic)  # when messages last arrived
     message_bytes: float = 0.0  # running mean size of its messages, to size fetches
     connection: int = 0  # the connection its subscription was made on
+    full_bytes: int = 0  # size of the stored full state (0: none yet), and of the deltas on top of it
+    delta_bytes: int = 0
 
 
 def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]
@@ -192,13 +195,15 @@ class StreamWorker:
                 raise UsageError(f"consumer '{self.consumer}' partition {number} has a checkpoint on stream "
                                  f"{saved.stream}, not {self.stream}: use another --consumer")
             try:
-                engine.restore(saved.state)
+                for state in (saved.state, *saved.deltas):
+                    engine.restore(state)
             except (AssayError, ValueError) as exc:
                 raise UsageError(f"the checkpoint of consumer '{self.consumer}' partition {number} was written "
                                  f"for other scenarios ({exc}); use another --consumer, or --reset to start "
                                  "over from the stream's beginning") from None
             part.done_seq = part.saved_seq = saved.last_seq
             part.rows = saved.rows
+            part.full_bytes, part.delta_bytes = saved.size()
         return part
 
     async def _subscribe(self, js, part: Partition):  # type: ignore[no-untyped-def]
@@ -377,9 +382,19 @@ class StreamWorker:
         if part.done_seq <= part.saved_seq or part.last_msg is None:
             return
         await self._flush(js)
-        state = await asyncio.to_thread(part.engine.snapshot)
-        checkpoint = Checkpoint(self.stream, part.done_seq, part.rows, state)
+        # a delta (what changed since the last checkpoint) while the deltas stay smaller
+        # than the full state they apply to; else a new full state
+        delta = part.full_bytes > 0
+        state = await asyncio.to_thread(part.engine.snapshot, delta)
+        if delta and part.delta_bytes + len(state) > part.full_bytes:
+            delta = False
+            state = await asyncio.to_thread(part.engine.snapshot)
+        checkpoint = Checkpoint(self.stream, part.done_seq, part.rows, state, delta=delta)
         await asyncio.to_thread(self._save, part.number, checkpoint)
+        if delta:
+            part.delta_bytes += len(state)
+        else:
+            part.full_bytes, part.delta_bytes = len(state), 0
         await part.last_msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
         part.saved_seq = part.done_seq
         part.saved_at = time.monotonic()
