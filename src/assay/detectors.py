@@ -60,8 +60,13 @@ class Detector(Protocol):
 
     def expire(self, watermark_us: int) -> None: ...
 
+    def capture(self, delta: bool = False) -> list[pl.DataFrame]:
+        """The state as frames, to serialize later (``delta``: only what changed since the
+        last capture, for ``restore`` on top of it). Cheap: frames are not copied."""
+        ...
+
     def snapshot(self, delta: bool = False) -> bytes:
-        """The state (``delta``: only what changed since the last snapshot, for ``restore`` on top of it)."""
+        """``capture`` serialized."""
         ...
 
     def restore(self, data: bytes) -> None:
@@ -287,6 +292,9 @@ class WindowedDetector:
         return self.retained.height + self.prev.height
 
     def snapshot(self, delta: bool = False) -> bytes:
+        return frames_to_bytes(self.capture(delta))
+
+    def capture(self, delta: bool = False) -> list[pl.DataFrame]:
         start = max(self.saved, self.cut) if delta else self.cut
         rows = self.retained.slice(start - self.cut)
         meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], "start": [start],
@@ -294,10 +302,10 @@ class WindowedDetector:
                             schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
                                     "cut": pl.Int64, "appended": pl.Int64})
         self.saved = self.appended
-        return _frames_to_bytes([meta, rows, self.prev])
+        return [meta, rows, self.prev]
 
     def restore(self, data: bytes) -> None:
-        meta, rows, prev = _frames_from_bytes(data)
+        meta, rows, prev = frames_from_bytes(data)
         if meta["signature"][0] != self.signature():
             raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
                                 "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
@@ -519,7 +527,7 @@ class AggregateDetector(WindowedDetector):
                                 ev_ptr, ev_rows, totals)
 
 
-def _frames_to_bytes(frames: list[pl.DataFrame]) -> bytes:
+def frames_to_bytes(frames: list[pl.DataFrame]) -> bytes:
     buf = io.BytesIO()
     for frame in frames:
         part = io.BytesIO()
@@ -530,7 +538,7 @@ def _frames_to_bytes(frames: list[pl.DataFrame]) -> bytes:
     return buf.getvalue()
 
 
-def _frames_from_bytes(data: bytes) -> list[pl.DataFrame]:
+def frames_from_bytes(data: bytes) -> list[pl.DataFrame]:
     frames = []
     pos = 0
     while pos < len(data):

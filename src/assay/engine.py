@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
-from .detectors import MAX_EVIDENCE, Detector, build_detectors
+from .detectors import MAX_EVIDENCE, Detector, build_detectors, frames_to_bytes
 from .keys import BatchIndex
 from .scenarios import ScenarioFile
 
@@ -33,6 +33,24 @@ def _ipc(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     frame.write_ipc(buf)
     return buf.getvalue()
+
+
+@dataclass
+class CapturedState:
+    """An engine's state as frames (``Engine.capture``): taken between micro-batches in no
+    time, serialized later on another thread while the engine goes on (frames are immutable)."""
+
+    frames: list[pl.DataFrame]  # meta, held rows, event rows
+    detectors: list[list[pl.DataFrame]]
+
+    def size(self) -> int:
+        """Estimated bytes."""
+        return sum(f.estimated_size() for f in self.frames) + \
+            sum(f.estimated_size() for frames in self.detectors for f in frames)
+
+    def to_bytes(self) -> bytes:
+        parts = [_ipc(f) for f in self.frames] + [frames_to_bytes(d) for d in self.detectors]
+        return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
 
 
 @dataclass
@@ -280,15 +298,17 @@ class Engine:
         applies it on top of the state that snapshot restored. Retained rows and event ids
         are most of the state and change at the margins, so a delta is small.
         """
+        return self.capture(delta).to_bytes()
+
+    def capture(self, delta: bool = False) -> CapturedState:
+        """``snapshot`` before serialization: the engine may go on while it is serialized."""
         if delta and not self.snapshotted:
             raise ValueError("a delta snapshot follows a full snapshot or a restore")
         self.snapshotted = True
         held = self.held if self.held is not None else pl.DataFrame()
         meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts], "delta": [delta]},
                             schema={"next_seq": pl.Int64, "max_ts": pl.Int64, "delta": pl.Boolean})
-        parts = [_ipc(meta), _ipc(held), _ipc(self.event_rows.frame(delta))]
-        parts += [d.snapshot(delta) for d in self.detectors]
-        return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+        return CapturedState([meta, held, self.event_rows.frame(delta)], [d.capture(delta) for d in self.detectors])
 
     def restore(self, data: bytes) -> None:
         parts = []

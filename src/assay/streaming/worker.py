@@ -29,7 +29,7 @@ import polars as pl
 from sqlalchemy.exc import DBAPIError
 
 from ..alerts import alert_json_lines
-from ..engine import Engine
+from ..engine import CapturedState, Engine
 from ..errors import AssayError, UsageError
 from ..lazy import kernels
 from ..scenarios import ScenarioFile
@@ -100,6 +100,7 @@ class Partition:
     connection: int = 0  # the connection its subscription was made on
     full_bytes: int = 0  # size of the stored full state (0: none yet), and of the deltas on top of it
     delta_bytes: int = 0
+    saving: asyncio.Future | None = None  # the checkpoint being stored
 
 
 def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]
@@ -253,7 +254,7 @@ class StreamWorker:
             finally:
                 stop.set()
             for part in self.parts:  # drain: what was processed is stored, checkpointed and acknowledged
-                await self._checkpoint(part, js)
+                await self._checkpoint(part, js, wait=True)
             await nc.flush()
         finally:
             self.engine_pool.shutdown(wait=True)
@@ -378,25 +379,43 @@ class StreamWorker:
             self.report.new_alerts += ingested.new_alerts
             await self._publish(js, alerts, [])
 
-    async def _checkpoint(self, part: Partition, js) -> None:  # type: ignore[no-untyped-def]
+    async def _checkpoint(self, part: Partition, js, *, wait: bool = False) -> None:  # type: ignore[no-untyped-def]
+        """Capture the partition's state now; serialize, store and acknowledge in the background
+        while the partition goes on (``wait``: before returning). One save at a time per
+        partition: deltas are stored in the order they were taken."""
+        if part.saving is not None:
+            if not (wait or part.saving.done()):
+                return
+            saving, part.saving = part.saving, None
+            await saving  # raises when the save failed: the worker stops, a restart resumes from the store
         if part.done_seq <= part.saved_seq or part.last_msg is None:
             return
-        await self._flush(js)
-        # a delta (what changed since the last checkpoint) while the deltas stay smaller
-        # than the full state they apply to; else a new full state
+        await self._flush(js)  # the alerts of the rows the checkpoint covers are stored first
+        loop = asyncio.get_running_loop()
+        # a delta (what changed since the last checkpoint) while the deltas stay smaller than
+        # the full state they apply to; else a new full state. Taken on the engine thread,
+        # between micro-batches
         delta = part.full_bytes > 0
-        state = await asyncio.to_thread(part.engine.snapshot, delta)
-        if delta and part.delta_bytes + len(state) > part.full_bytes:
+        state = await loop.run_in_executor(self.engine_pool, part.engine.capture, delta)
+        if delta and part.delta_bytes + state.size() > part.full_bytes:
             delta = False
-            state = await asyncio.to_thread(part.engine.snapshot)
-        checkpoint = Checkpoint(self.stream, part.done_seq, part.rows, state, delta=delta)
-        await asyncio.to_thread(self._save, part.number, checkpoint)
+            state = await loop.run_in_executor(self.engine_pool, part.engine.capture)
+        part.saving = asyncio.ensure_future(self._save(part, state, delta, part.done_seq, part.rows, part.last_msg))
+        if wait:
+            saving, part.saving = part.saving, None
+            await saving
+
+    async def _save(self, part: Partition, state: CapturedState, delta: bool, seq: int, rows: int,
+                    msg: object) -> None:
+        data = await asyncio.to_thread(state.to_bytes)
+        checkpoint = Checkpoint(self.stream, seq, rows, data, delta=delta)
+        await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
+        await msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
         if delta:
-            part.delta_bytes += len(state)
+            part.delta_bytes += len(data)
         else:
-            part.full_bytes, part.delta_bytes = len(state), 0
-        await part.last_msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
-        part.saved_seq = part.done_seq
+            part.full_bytes, part.delta_bytes = len(data), 0
+        part.saved_seq = seq
         part.saved_at = time.monotonic()
         self.report.checkpoints += 1
 
@@ -413,7 +432,7 @@ class StreamWorker:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _save(self, number: int, checkpoint: Checkpoint) -> None:
+    def _store_checkpoint(self, number: int, checkpoint: Checkpoint) -> None:
         with self.store_lock:  # taken in a worker thread, never while the event loop waits
             save_checkpoint(self.store, self.consumer, number, checkpoint)
 
