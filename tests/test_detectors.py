@@ -97,6 +97,28 @@ def test_delta_snapshots_restore_on_top_of_a_full_one(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("ratio", [0, 10**9], ids=["key index", "scan"])
+def test_micro_batches_give_the_alerts_of_one_batch(kind, ratio, monkeypatch):
+    """A key's earlier rows found by the key index (rebuilt after a restore) or by a scan."""
+    monkeypatch.setattr("assay.detectors.INDEX_RATIO", ratio)
+    rows = events(1500)
+    expected = alert_keys(detector_for(kind).update(rows))
+    det = detector_for(kind)
+    got = []
+    sizes = [1, 7, 50, 3, 200, 1, 1, 90, 400, 2, 300, 445]
+    assert sum(sizes) == rows.height
+    for i, size in enumerate(sizes):
+        start = sum(sizes[:i])
+        got += alert_keys(det.update(rows[start:start + size]))
+        det.expire(int(rows["ts"][start + size - 1].timestamp() * 1_000_000))
+        if i == 6:
+            again = detector_for(kind)
+            again.restore(det.snapshot())
+            det = again
+    assert sorted(got) == sorted(expected)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_state_stays_bounded(kind):
     det = detector_for(kind)
     rows = events(3000)

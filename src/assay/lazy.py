@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from types import ModuleType
 from typing import Any
+
+_LOADING = threading.RLock()
 
 
 class LazyModule:
@@ -20,9 +23,12 @@ class LazyModule:
 
     def load(self) -> ModuleType:
         if self._module is None:
-            module = importlib.import_module(self._name)
-            load_numba_registries()
-            self._module = module
+            # detectors run on two threads: Numba's registries must not load twice at once
+            with _LOADING:
+                if self._module is None:
+                    module = importlib.import_module(self._name)
+                    load_numba_registries()
+                    self._module = module
         return self._module
 
     def __getattr__(self, attr: str) -> Any:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from ..alerts import alert_json_lines
 from ..engine import CapturedState, Engine
 from ..errors import AssayError, UsageError
+from ..key_index import index_kernels
 from ..lazy import kernels
 from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
@@ -242,6 +243,7 @@ class StreamWorker:
             self.report.partitions = numbers
             self.parts = [await asyncio.to_thread(self._restore, n) for n in numbers]
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
+            await asyncio.to_thread(index_kernels.warm_up)
             subs = [await self._subscribe(js, p) for p in self.parts]
             self.log(f"consumer {self.consumer}: partitions {numbers} of stream {self.stream}")
             tasks = [asyncio.create_task(self._consume(js, part, sub, stop))

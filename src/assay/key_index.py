@@ -1,0 +1,66 @@
+"""Where each key's retained rows are, so that a micro-batch reads only its own keys' rows.
+
+A stream's detector keeps the relevant rows still inside a window (``retained``: rows at
+absolute positions ``cut``..``appended``, appended at the end, cut at the front). A
+micro-batch needs the rows of the keys it touches; finding them by scanning every
+retained row would make each micro-batch cost what the whole state costs. ``KeyIndex``
+links each key's rows instead (by a 64-bit hash of the key), so a lookup costs the rows
+it returns. A hash collision only brings another key's rows along: callers filter by key.
+
+The index is derived state: never checkpointed, rebuilt from the retained rows after a
+restore, and when its arrays fill up (``append`` returns False), which happens after
+about one state's worth of rows, so rebuilding costs O(1) per row over time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .lazy import LazyModule
+
+index_kernels = LazyModule("assay.key_index_kernels")
+HASH_SEED = 0x5EED
+
+
+def key_hashes(keys: pl.Series) -> np.ndarray:
+    return keys.hash(seed=HASH_SEED).to_numpy()
+
+
+def _power_of_two(n: int) -> int:
+    return 1 << max(10, int(n - 1).bit_length())
+
+
+class KeyIndex:
+    def __init__(self, hashes: np.ndarray, start: int, distinct: int):
+        """Rows at positions ``start``.. with these key hashes; ``distinct`` keys among them."""
+        self.base = start
+        size = _power_of_two(4 * (distinct + 1024))
+        self.keys = np.zeros(size, np.uint64)
+        self.head = np.full(size, -2, np.int64)
+        self.tail = np.zeros(size, np.int64)
+        self.used = 0
+        self.nxt = np.empty(max(4096, 2 * hashes.size), np.int64)
+        self.end = start
+        if not self.append(hashes, start, start):
+            raise AssertionError("a new index holds its rows")
+
+    @classmethod
+    def of(cls, keys: pl.Series, start: int) -> KeyIndex:
+        return cls(key_hashes(keys), start, keys.n_unique())
+
+    def append(self, hashes: np.ndarray, start: int, cut: int) -> bool:
+        """Link rows at positions ``start``..; False (and nothing changed) when they do not fit."""
+        if start != self.end:
+            raise AssertionError("rows are appended in position order")
+        if start + hashes.size - self.base > self.nxt.size or (self.used + hashes.size) * 2 > self.keys.size:
+            return False
+        self.used += index_kernels.index_append(self.keys, self.head, self.tail, self.nxt, self.base, cut,
+                                                np.ascontiguousarray(hashes, dtype=np.uint64), start)
+        self.end = start + hashes.size
+        return True
+
+    def lookup(self, hashes: np.ndarray, cut: int) -> np.ndarray:
+        """Positions (at or above ``cut``) of the rows whose key has one of these hashes."""
+        queries = np.unique(np.asarray(hashes, dtype=np.uint64))
+        return index_kernels.index_lookup(self.keys, self.head, self.tail, self.nxt, self.base, cut, queries)

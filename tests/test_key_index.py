@@ -1,0 +1,47 @@
+"""KeyIndex (a key's retained rows by position) against a scan of a plain list."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assay.key_index import KeyIndex
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(st.lists(st.integers(0, 40), max_size=30), st.integers(0, 25),
+                                st.lists(st.integers(0, 45), max_size=8)), max_size=25),
+       collide=st.booleans())
+def test_lookups_equal_a_scan(steps, collide):
+    """Appends, cuts at the front and lookups; ``collide``: keys hash to few values, so
+    different keys share a list (callers filter by key) and the table probes past them."""
+    def h(keys: list[int]) -> np.ndarray:
+        return np.array([(k % 3 if collide else k * 0x9E3779B97F4A7C15 % 2**64) for k in keys], np.uint64)
+
+    rows: list[int] = []  # key of every row ever retained, by position
+    cut = 0
+    index: KeyIndex | None = None
+    for keys, advance, queries in steps:
+        if index is None or not index.append(h(keys), len(rows), cut):
+            index = KeyIndex(h(rows[cut:] + keys), cut, len(set(rows[cut:] + keys)))
+        rows += keys
+        cut = min(len(rows), cut + advance)
+        wanted = set(h(queries).tolist())
+        expected = sorted(p for p in range(cut, len(rows)) if h([rows[p]])[0] in wanted)
+        got = index.lookup(h(queries), cut).tolist()
+        assert sorted(got) == expected
+        for value in wanted:  # each key's rows come in position order
+            mine = [p for p in got if h([rows[p]])[0] == value]
+            assert mine == sorted(mine)
+
+
+def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
+    keys = np.array([5, 7, 5, 5, 7, 9], np.uint64)
+    index = KeyIndex(keys, 0, 3)
+    assert index.lookup(np.array([5], np.uint64), 0).tolist() == [0, 2, 3]
+    assert index.lookup(np.array([5, 7], np.uint64), 3).tolist() in ([3, 4], [4, 3])
+    assert index.append(np.array([5, 9], np.uint64), 6, 5)
+    assert index.lookup(np.array([5], np.uint64), 5).tolist() == [6]
+    assert index.lookup(np.array([9], np.uint64), 5).tolist() == [5, 7]
+    assert index.lookup(np.array([11], np.uint64), 0).tolist() == []
