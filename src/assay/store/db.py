@@ -33,7 +33,11 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     url = resolve_url(url)
     if not url.startswith(("sqlite:", "postgresql")):
         raise UsageError(f"--store {url}: use sqlite:///PATH or postgresql+psycopg://...")
-    engine = create_engine(url, future=True)
+    # psycopg prepares a statement on its fifth run, and PostgreSQL may then keep a generic
+    # plan chosen while the tables were small: a sequential scan of ``cases`` per alert batch,
+    # which made a stream worker's writes slow down as the store grew. Plans per statement.
+    connect_args = {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
+    engine = create_engine(url, future=True, connect_args=connect_args)
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
