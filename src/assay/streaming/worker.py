@@ -153,7 +153,10 @@ class StreamWorker:
         self.stream = stream_name(options.subject)
         self.report = WorkerReport()
         self.connection = 0
-        self.store_lock = threading.Lock()
+        # SQLite takes one writer at a time; PostgreSQL stores alerts while a checkpoint of
+        # tens of megabytes is written (else the alerts of that moment wait for it)
+        self.store_lock: threading.Lock | contextlib.nullcontext = \
+            threading.Lock() if store.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self.pending: list[pl.DataFrame] = []  # alerts found, not yet stored
         self.pending_rows = 0
         self.pending_since = 0.0  # when the oldest of them was found
