@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from assay.store import open_store
 from assay.store.models import Alert, StreamCheckpoint
@@ -89,6 +89,33 @@ def test_sigterm_drains_checkpoints_and_acknowledges(tmp_path, pg_url, nats_subj
     floors = asyncio.run(ack_floors(nats_subject, "t", 4))
     assert floors == {p: seq for p, (seq, _) in saved.items()}  # what was processed is acknowledged
     finish(worker(path, pg_url, nats_subject, "--consumer", "t", "--exit-when-idle", "2s"))
+    same(stored_alerts(pg_url), want)
+
+
+def test_a_failed_checkpoint_stops_the_worker_and_a_restart_loses_nothing(tmp_path, pg_url, nats_subject):
+    """The store refuses a (delta) checkpoint mid-stream: the worker stops with one line and
+    acknowledges nothing more; once the store is back, a restart ends with the batch alerts."""
+    path, events, want = setup(tmp_path, nats_subject, customers=20_000, seed=5)
+    proc = worker(path, pg_url, nats_subject, "--fetch", "2", "--checkpoint-every", "0.3s")
+    store = open_store(pg_url)
+    try:
+        deadline = time.monotonic() + 120
+        with store.engine.connect() as conn:
+            while not conn.execute(text("SELECT COUNT(*) FROM stream_checkpoint_deltas")).scalar():
+                assert proc.poll() is None and time.monotonic() < deadline, "no delta checkpoint was written"
+                time.sleep(0.05)
+                conn.commit()
+        with store.engine.begin() as conn:  # the next delta cannot be written
+            conn.execute(text("ALTER TABLE stream_checkpoint_deltas RENAME TO deltas_away"))
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in err, err
+        assert "assay: error: the store failed" in err and "restart" in err
+        assert sum(rows for _, rows in checkpoints(pg_url).values()) < events.height  # stopped mid-stream
+        with store.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE deltas_away RENAME TO stream_checkpoint_deltas"))
+    finally:
+        store.engine.dispose()
+    finish(worker(path, pg_url, nats_subject, "--exit-when-idle", "2s"))
     same(stored_alerts(pg_url), want)
 
 

@@ -82,8 +82,10 @@ def run_publish(args: argparse.Namespace, parse_map) -> int:  # type: ignore[no-
 
 
 def run_stream(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from .durations import parse_duration
-    from .errors import UsageError
+    from .errors import ServiceError, UsageError
     from .scenarios import load_scenarios
     from .store import open_store
     from .streaming.checkpoints import reset_checkpoints
@@ -115,7 +117,15 @@ def run_stream(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await worker.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except DBAPIError as exc:
+        # the worker stopped where it stood: what it processed after its last checkpoint is
+        # not acknowledged, and a restart processes it again from that checkpoint
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise ServiceError(f"the store failed ({type(exc.orig).__name__}: {first}); stopped without "
+                           "acknowledging what the last stored checkpoint does not cover: restart the "
+                           "worker once the store is back") from None
     r = worker.report
     took = time.perf_counter() - started
     print(f"stopped after {took:.1f} s: {r.rows:,} rows in {r.messages:,} messages, {r.alerts:,} alerts "

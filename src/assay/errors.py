@@ -54,3 +54,7 @@ class InputError(AssayError):
 
 class UsageError(AssayError):
     """A command or API call was used wrongly (unknown option, missing file...)."""
+
+
+class ServiceError(AssayError):
+    """A service assay depends on (the store, NATS) failed: retry, or restart once it is back."""
