@@ -57,6 +57,19 @@ def test_run_writes_alerts_in_each_format(files, tmp_path, suffix, capsys):
     assert "rows read" in printed and "alerts: two-items" in printed and "rows/s" in printed
 
 
+def test_summary_of_a_large_pack_names_the_busiest_scenarios_and_sums_the_rest(files, tmp_path, capsys):
+    _, e = files
+    pack = ["version: 1", "purpose: fraud", "scenarios:"] + [
+        f"  - {{id: c{i:02d}, kind: combination, items: [a, {'b' if i < 3 else f'z{i}'}], window: 1h}}"
+        for i in range(30)]
+    s = tmp_path / "pack.yaml"
+    s.write_text("\n".join(pack) + "\n")
+    assert main(["run", str(s), str(e), *MAP]) == 0
+    printed = capsys.readouterr().out
+    assert "alerts: c00" in printed and "alerts: c29" not in printed
+    assert "alerts: 20 other scenarios (20 without any)" in printed and "alerts: total" in printed
+
+
 def test_jsonl_fields(files, tmp_path):
     s, e = files
     out = tmp_path / "a.jsonl"

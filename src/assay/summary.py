@@ -9,6 +9,8 @@ from rich.table import Table
 
 from .api import RunResult
 
+MAX_SCENARIO_ROWS = 20  # more scenarios than this: the ten with most alerts, then one line
+
 
 def print_summary(result: RunResult, *, out: str | None, rejects: Path | None,
                   console: Console | None = None) -> None:
@@ -19,8 +21,19 @@ def print_summary(result: RunResult, *, out: str | None, rejects: Path | None,
     table.add_row("rows read", f"{result.rows_read:,}")
     table.add_row("rows rejected", f"{result.rejects.height:,}")
     counts = result.alerts_per_scenario()
-    for s in result.scenarios.scenarios:
-        table.add_row(f"alerts: {s.id}", f"{counts.get(s.id, 0):,}")
+    scenarios = [s.id for s in result.scenarios.scenarios]
+    if len(scenarios) > MAX_SCENARIO_ROWS:
+        # a pack of a thousand combinations: the ones that fired most, then the rest in one line
+        top = sorted(scenarios, key=lambda sid: -counts.get(sid, 0))[:MAX_SCENARIO_ROWS // 2]
+        rest = [sid for sid in scenarios if sid not in set(top)]
+        for sid in top:
+            table.add_row(f"alerts: {sid}", f"{counts.get(sid, 0):,}")
+        silent = sum(1 for sid in rest if not counts.get(sid))
+        table.add_row(f"alerts: {len(rest):,} other scenarios ({silent:,} without any)",
+                      f"{sum(counts.get(sid, 0) for sid in rest):,}")
+    else:
+        for sid in scenarios:
+            table.add_row(f"alerts: {sid}", f"{counts.get(sid, 0):,}")
     table.add_row("alerts: total", f"{result.alerts.height:,}")
     table.add_row("wall time", f"{result.seconds:.2f} s")
     table.add_row("rows/s", f"{result.rows_per_second:,.0f}")
