@@ -41,6 +41,7 @@ NATS_URL = "nats://127.0.0.1:4222"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PARTITIONS = 8
 FETCH = "1000"
+CHECKPOINT = "10s"
 
 
 def scenario_files(folder: Path) -> tuple[Path, Path]:
@@ -175,7 +176,7 @@ def throughput(events: pl.DataFrame, files: tuple[Path, Path]) -> None:
         await nc.close()
 
     asyncio.run(setup())
-    workers = start_workers(*files, url, prefix, "10s")
+    workers = start_workers(*files, url, prefix, CHECKPOINT)
     time.sleep(6)  # start-up: imports, JIT cache, connections
     first = asyncio.run(publish(prefix, msgs, None, 8000))
     published = time.perf_counter()
@@ -222,7 +223,7 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
             got.append((json.loads(msg.data)["trigger_event_id"], time.perf_counter()))
 
         await nc.subscribe("assay.alerts.bench", cb=on_alert)
-        workers = start_workers(*files, url, prefix, "10s")
+        workers = start_workers(*files, url, prefix, CHECKPOINT)
         await asyncio.sleep(6)
         await publish(prefix, msgs, rate, 500, sent_at)
         await asyncio.sleep(3)
@@ -245,15 +246,16 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
 
 
 def main() -> None:
-    global PARTITIONS
+    global PARTITIONS, CHECKPOINT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows for the throughput run")
     parser.add_argument("--rate", type=float, default=50_000, help="events/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20, help="length of the latency run")
     parser.add_argument("--skip", choices=("throughput", "latency"), help="leave one part out")
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions per stream")
+    parser.add_argument("--checkpoint-every", default=CHECKPOINT, help="the workers' --checkpoint-every")
     args = parser.parse_args()
-    PARTITIONS = args.partitions
+    PARTITIONS, CHECKPOINT = args.partitions, args.checkpoint_every
     folder = Path(__file__).resolve().parent / "data"
     folder.mkdir(exist_ok=True)
     files = scenario_files(folder)

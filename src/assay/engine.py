@@ -27,6 +27,7 @@ from .keys import BatchIndex
 from .scenarios import ScenarioFile
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
+EVENT_ROWS_SCHEMA = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:
@@ -40,16 +41,19 @@ class CapturedState:
     """An engine's state as frames (``Engine.capture``): taken between micro-batches in no
     time, serialized later on another thread while the engine goes on (frames are immutable)."""
 
-    frames: list[pl.DataFrame]  # meta, held rows, event rows
+    frames: list[pl.DataFrame]  # meta, held rows
+    event_rows: pl.DataFrame | Callable[[], pl.DataFrame]  # a function when it is all of them
     detectors: list[list[pl.DataFrame]]
 
     def size(self) -> int:
         """Estimated bytes."""
-        return sum(f.estimated_size() for f in self.frames) + \
+        events = self.event_rows.estimated_size() if isinstance(self.event_rows, pl.DataFrame) else 0
+        return events + sum(f.estimated_size() for f in self.frames) + \
             sum(f.estimated_size() for frames in self.detectors for f in frames)
 
     def to_bytes(self) -> bytes:
-        parts = [_ipc(f) for f in self.frames] + [frames_to_bytes(d) for d in self.detectors]
+        events = self.event_rows if isinstance(self.event_rows, pl.DataFrame) else self.event_rows()
+        parts = [_ipc(f) for f in [*self.frames, events]] + [frames_to_bytes(d) for d in self.detectors]
         return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
 
 
@@ -128,7 +132,12 @@ class EventRows:
     def frame(self, delta: bool = False) -> pl.DataFrame:
         """Every id's (rows, last ts). ``delta``: what happened since the last frame, in order
         (``_step``): the micro-batches' counts, and ids forgotten (``_n`` null)."""
-        schema = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
+        out = self.capture(delta)
+        return out if isinstance(out, pl.DataFrame) else out()
+
+    def capture(self, delta: bool = False) -> pl.DataFrame | Callable[[], pl.DataFrame]:
+        """``frame``, except that the whole state comes as a function that builds it from a
+        copy of the dict: building the frame (Python, per id) can then leave the engine's thread."""
         if delta:
             steps = []
             for i, entry in enumerate(self.log):
@@ -136,11 +145,14 @@ class EventRows:
                     pl.DataFrame({"_eid": entry}, schema={"_eid": pl.String}).with_columns(
                         pl.lit(None, pl.Int64).alias("_n"), pl.lit(None, pl.Int64).alias("_last"))
                 steps.append(step.with_columns(pl.lit(i, pl.Int32).alias("_step")))
-            out = pl.concat(steps) if steps else pl.DataFrame(schema={**schema, "_step": pl.Int32})
+            out: pl.DataFrame | Callable[[], pl.DataFrame] = pl.concat(steps) if steps else \
+                pl.DataFrame(schema={**EVENT_ROWS_SCHEMA, "_step": pl.Int32})
         else:
-            values = list(self.rows.values())
-            out = pl.DataFrame({"_eid": list(self.rows), "_n": [v[0] for v in values],
-                                "_last": [v[1] for v in values]}, schema=schema)
+            rows = dict(self.rows)
+
+            def out() -> pl.DataFrame:
+                n, last = zip(*rows.values(), strict=True) if rows else ((), ())
+                return pl.DataFrame({"_eid": list(rows), "_n": n, "_last": last}, schema=EVENT_ROWS_SCHEMA)
         self.tracking = True
         self.log = []
         return out
@@ -308,7 +320,7 @@ class Engine:
         held = self.held if self.held is not None else pl.DataFrame()
         meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts], "delta": [delta]},
                             schema={"next_seq": pl.Int64, "max_ts": pl.Int64, "delta": pl.Boolean})
-        return CapturedState([meta, held, self.event_rows.frame(delta)], [d.capture(delta) for d in self.detectors])
+        return CapturedState([meta, held], self.event_rows.capture(delta), [d.capture(delta) for d in self.detectors])
 
     def restore(self, data: bytes) -> None:
         parts = []

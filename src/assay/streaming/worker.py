@@ -79,6 +79,10 @@ class WorkerReport:
 # transaction has a fixed cost (duplicate check, cases, two audit entries) of a few ms
 SINK_SECONDS = 0.05
 SINK_ALERTS = 5000
+# A partition's deltas are replaced by a full state once they outgrow it, or this size when
+# the state is smaller: a full state costs the engine a pause (and the machine a large write),
+# and restoring a small state with up to this many bytes of deltas takes a second or two
+FULL_AFTER_BYTES = 256 * 1024 * 1024
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
@@ -245,6 +249,9 @@ class StreamWorker:
             numbers = await self._partitions(js)
             self.report.partitions = numbers
             self.parts = [await asyncio.to_thread(self._restore, n) for n in numbers]
+            for part in self.parts:
+                if not part.full_bytes:  # a new partition: its first full state is the empty one
+                    await self._save(part, part.engine.capture(), False, part.done_seq, part.rows, None)
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
             await asyncio.to_thread(index_kernels.warm_up)
             subs = [await self._subscribe(js, p) for p in self.parts]
@@ -289,8 +296,10 @@ class StreamWorker:
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
-                _, dead = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._process, part, msgs)
-                await self._publish(js, pl.DataFrame(), dead)
+                alerts, dead = await asyncio.get_running_loop().run_in_executor(
+                    self.engine_pool, self._process, part, msgs)
+                # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
+                await self._publish(js, alerts, dead)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
             now = time.monotonic()
             if msgs:
@@ -372,7 +381,8 @@ class StreamWorker:
                 status_at, rows_before = time.monotonic(), r.rows
 
     async def _flush(self, js) -> None:  # type: ignore[no-untyped-def]
-        """Store and publish the alerts found so far (before a checkpoint may cover their rows)."""
+        """Store the alerts found so far (before a checkpoint may cover their rows; they were
+        published when found: a subscriber need not wait for the store's transaction)."""
         async with self.sink_lock:
             with self.pending_lock:
                 batch, self.pending, self.pending_rows = self.pending, [], 0
@@ -382,7 +392,6 @@ class StreamWorker:
             ingested = await asyncio.to_thread(self._ingest, alerts)
             self.report.alerts += alerts.height
             self.report.new_alerts += ingested.new_alerts
-            await self._publish(js, alerts, [])
 
     async def _checkpoint(self, part: Partition, js, *, wait: bool = False) -> None:  # type: ignore[no-untyped-def]
         """Capture the partition's state now; serialize, store and acknowledge in the background
@@ -398,11 +407,11 @@ class StreamWorker:
         await self._flush(js)  # the alerts of the rows the checkpoint covers are stored first
         loop = asyncio.get_running_loop()
         # a delta (what changed since the last checkpoint) while the deltas stay smaller than
-        # the full state they apply to; else a new full state. Taken on the engine thread,
-        # between micro-batches
+        # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
+        # Taken on the engine thread, between micro-batches
         delta = part.full_bytes > 0
         state = await loop.run_in_executor(self.engine_pool, part.engine.capture, delta)
-        if delta and part.delta_bytes + state.size() > part.full_bytes:
+        if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
             delta = False
             state = await loop.run_in_executor(self.engine_pool, part.engine.capture)
         part.saving = asyncio.ensure_future(self._save(part, state, delta, part.done_seq, part.rows, part.last_msg))
@@ -411,11 +420,12 @@ class StreamWorker:
             await saving
 
     async def _save(self, part: Partition, state: CapturedState, delta: bool, seq: int, rows: int,
-                    msg: object) -> None:
+                    msg: object | None) -> None:
         data = await asyncio.to_thread(state.to_bytes)
         checkpoint = Checkpoint(self.stream, seq, rows, data, delta=delta)
         await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
-        await msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
+        if msg is not None:
+            await msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
         if delta:
             part.delta_bytes += len(data)
         else:
