@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UsageError
@@ -36,7 +36,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     # psycopg prepares a statement on its fifth run, and PostgreSQL may then keep a generic
     # plan chosen while the tables were small: a sequential scan of ``cases`` per alert batch,
     # which made a stream worker's writes slow down as the store grew. Plans per statement.
-    connect_args = {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
+    connect_args = {"prepare_threshold": None} if make_url(url).drivername == "postgresql+psycopg" else {}
     engine = create_engine(url, future=True, connect_args=connect_args)
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")

@@ -65,11 +65,11 @@ def _chunks(values: list, size: int = 900) -> list[list]:  # type: ignore[type-a
 
 def _insert_alerts(session, rows: pl.DataFrame) -> None:  # type: ignore[no-untyped-def]
     """Core statements with plain values: the ORM's per-row bookkeeping cost more than the
-    database did, and a stream writes alerts many times a second. PostgreSQL gets one
-    ``COPY`` of CSV that Polars writes, with no Python per row."""
+    database did, and a stream writes alerts many times a second. PostgreSQL (through
+    psycopg 3) gets one ``COPY`` of CSV that Polars writes, with no Python per row."""
     columns = [c.name for c in Alert.__table__.columns]
     rows = rows.select(columns)
-    if session.bind.dialect.name != "postgresql":
+    if (session.bind.dialect.name, session.bind.dialect.driver) != ("postgresql", "psycopg"):
         values = rows.to_dicts()
         for row in values:
             row["evidence"] = list(row["evidence"])
