@@ -118,6 +118,30 @@ def test_micro_batches_give_the_alerts_of_one_batch(kind, ratio, monkeypatch):
     assert sorted(got) == sorted(expected)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_a_combination_pack_split_over_threads_gives_the_alerts_of_one(threads, monkeypatch):
+    """Large inputs run the combination kernel over runs of whole keys on several threads."""
+    spec = parse_scenarios("""
+version: 1
+purpose: fraud
+scenarios:
+  - {id: ab, kind: combination, items: [a, b], window: 1h}
+  - {id: abc, kind: combination, items: [a, b, c], min_distinct: 2, window: 2h}
+  - {id: cd, kind: combination, items: [c, d], window: 30m}
+""")
+    rows = events(3000, seed=4)
+    (whole,) = build_detectors(spec.scenarios)
+    expected = whole.update(rows, retain=False).sort("_seq", "_scen")
+    monkeypatch.setattr("assay.detectors.SPLIT_ROWS", 0)
+    monkeypatch.setattr("assay.detectors.KERNEL_THREADS", threads)
+    (split,) = build_detectors(spec.scenarios)
+    assert expected.height > 20
+    assert split.update(rows, retain=False).sort("_seq", "_scen").equals(expected)
+    (streamed,) = build_detectors(spec.scenarios)  # with the conditions that held before each part
+    got = [streamed.update(rows[i:i + 500]) for i in range(0, rows.height, 500)]
+    assert pl.concat(got).sort("_seq", "_scen").equals(expected)
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_state_stays_bounded(kind):
     det = detector_for(kind)

@@ -12,6 +12,7 @@ continues exactly where the original would have.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Protocol
@@ -31,6 +32,9 @@ MAX_EVIDENCE = 1000
 # the key index; a larger one scans the state (measured on 0.5-2 M rows: the scan wins from
 # about 1/200 up, where the index gathers many rows one by one)
 INDEX_RATIO = 200
+# Combination packs over at least this many rows run their kernel on KERNEL_THREADS threads
+SPLIT_ROWS = 200_000
+KERNEL_THREADS = min(2, os.cpu_count() or 1)
 ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
 # Exact decimal arithmetic for sums: values with up to this many decimals.
 MAX_DECIMALS = 6
@@ -445,10 +449,12 @@ class CombinationDetector(WindowedDetector):
         ts_sorted = view.ts()
         items = view.take(chunk["_val"].to_numpy())  # int32 codes: the kernel takes them as they are
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
-        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel(
+        # a large input runs on two threads, by halves of its keys
+        parts = KERNEL_THREADS if ts_sorted.shape[0] >= SPLIT_ROWS else 1
+        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel_split(
             group_start, ts_sorted, items, new_sorted, len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos,
-            self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE)
+            self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE, parts)
         # Every group of this chunk is decided anew: its final pairs replace the old ones.
         self._set_prev(group_keys, fin_g, fin_c, np.arange(group_keys.len(), dtype=np.int64))
         return self._candidates(chunk, order, rows, combos, values.astype(np.float64), ev_ptr, ev_rows,

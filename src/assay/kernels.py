@@ -324,6 +324,49 @@ def run_combination_kernel(*args):
     raise AssertionError("combination kernel outputs did not fit buffers of their own size")
 
 
+def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_ptr, combo_items, item_ptr,
+                                 item_combos, windows, min_distinct, prev_ptr, prev_combos, max_evidence,
+                                 parts: int = 2):
+    """``run_combination_kernel`` over ``parts`` runs of whole groups on as many threads (the
+    kernel releases the GIL; groups are independent), outputs joined as one call's would be."""
+    n_rows = ts.shape[0]
+    n_groups = group_start.shape[0] - 1
+    if parts < 2 or n_groups < parts:
+        return run_combination_kernel(group_start, ts, items, is_new, n_items, combo_ptr, combo_items, item_ptr,
+                                      item_combos, windows, min_distinct, prev_ptr, prev_combos, max_evidence)
+    cuts = np.searchsorted(group_start, [n_rows * k // parts for k in range(1, parts)])
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < n_groups)), n_groups]
+
+    def run(g0: int, g1: int):  # type: ignore[no-untyped-def]
+        a, b = group_start[g0], group_start[g1]
+        p0, p1 = prev_ptr[g0], prev_ptr[g1]
+        return run_combination_kernel(group_start[g0:g1 + 1] - a, ts[a:b], items[a:b], is_new[a:b], n_items,
+                                      combo_ptr, combo_items, item_ptr, item_combos, windows, min_distinct,
+                                      prev_ptr[g0:g1 + 1] - p0, prev_combos[p0:p1], max_evidence)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="assay-kernel") as pool:
+        results = list(pool.map(lambda span: run(*span), spans))
+    rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c = ([] for _ in range(8))
+    ev_done = 0
+    for (g0, _), out in zip(spans, results, strict=True):
+        a = group_start[g0]
+        rows.append(out[0] + a)
+        combos.append(out[1])
+        values.append(out[2])
+        ev_ptr.append(out[3][1:] + ev_done)
+        ev_rows.append(out[4] + a)
+        ev_total.append(out[5])
+        fin_g.append(out[6] + g0)
+        fin_c.append(out[7])
+        ev_done += out[4].shape[0]
+    return (np.concatenate(rows), np.concatenate(combos), np.concatenate(values),
+            np.concatenate([np.zeros(1, np.int64), *ev_ptr]), np.concatenate(ev_rows), np.concatenate(ev_total),
+            np.concatenate(fin_g), np.concatenate(fin_c))
+
+
 @njit(cache=True, nogil=True)
 def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense codes 0..n-1 (in order of first appearance) from 64-bit hashes; -1 where not valid.
