@@ -364,7 +364,7 @@ class StreamWorker:
             await asyncio.gather(*futures)
 
     async def _sink(self, js, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-        """Alerts of every partition go to the store together, every few milliseconds."""
+        """Alerts of every partition go to the store together, within SINK_SECONDS of being found."""
         status_at, rows_before = time.monotonic(), 0
         while not stop.is_set():
             with self.pending_lock:
