@@ -45,3 +45,15 @@ def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
     assert index.lookup(np.array([5], np.uint64), 5).tolist() == [6]
     assert index.lookup(np.array([9], np.uint64), 5).tolist() == [5, 7]
     assert index.lookup(np.array([11], np.uint64), 0).tolist() == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(codes=st.lists(st.integers(0, 5000), max_size=400), parts=st.integers(1, 4))
+def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts):
+    from assay import kernels, radix
+
+    array = np.array(codes, np.int64)
+    n_codes = max(codes, default=0) + 1
+    want_order, want_start = kernels.group_by_code(array, n_codes)
+    got_order, got_start = radix.group_by_code(array, n_codes, parts)
+    assert got_order.tolist() == want_order.tolist() and got_start.tolist() == want_start.tolist()

@@ -477,6 +477,10 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     flag = np.ones(1, np.bool_)
     dense_from_hashes(np.zeros(1, np.uint64), flag, 1)
     group_by_code(one, 1)
+    from . import radix  # large key columns are sorted on two threads
+
+    radix.digit_counts(one, 0, 1, 0)
+    radix.scatter(one, one, one.copy(), one.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64))
     if "combination" in kinds:
         run_combination_kernel(two, one, np.zeros(1, np.int32), flag, 1, two[:2], one, np.array([0, 1]),
                                one, one, one, two, np.zeros(0, np.int64), 10)

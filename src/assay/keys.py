@@ -8,12 +8,18 @@ two keys, so every row is checked against the first value of its code; on the
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 import polars as pl
 
-from .lazy import kernels
+from .lazy import LazyModule, kernels
+
+radix = LazyModule("assay.radix")
+# a column of at least this many rows is sorted by key on SORT_THREADS threads
+PARALLEL_SORT_ROWS = 1_000_000
+SORT_THREADS = min(2, os.cpu_count() or 1)
 
 
 def encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -66,7 +72,11 @@ class ColumnIndex:
     @property
     def order(self) -> np.ndarray:
         if self._order is None:
-            self._order, _ = kernels.group_by_code(np.maximum(self.codes, 0), max(self.n, 1))
+            codes = np.maximum(self.codes, 0)
+            if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
+                self._order, _ = radix.group_by_code(codes, max(self.n, 1), SORT_THREADS)
+            else:
+                self._order, _ = kernels.group_by_code(codes, max(self.n, 1))
         return self._order
 
     def subset_codes(self, idx: np.ndarray) -> tuple[np.ndarray, int]:
