@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.engine import EventRows
+from assay.event_rows import EventRows
 
 
 def batch_frame(rows: list[tuple[str, int]]) -> pl.DataFrame:

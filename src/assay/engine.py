@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,12 +21,13 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
-from .detectors import MAX_EVIDENCE, Detector, build_detectors, frames_to_bytes
+from .detectors import MAX_EVIDENCE, Detector, build_detectors
+from .event_rows import EventRows
 from .keys import BatchIndex
 from .scenarios import ScenarioFile
+from .snapshots import frames_to_bytes
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
-EVENT_ROWS_SCHEMA = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:
@@ -61,130 +61,6 @@ class CapturedState:
 class PushResult:
     alerts: pl.DataFrame
     late: pl.DataFrame = field(default_factory=pl.DataFrame)
-
-
-class EventRows:
-    """How many rows each event_id has had, and the ts of its last row, in a stream.
-
-    A dict from id to (rows, last ts), changed with each micro-batch's ids in bulk, and
-    the micro-batches' (last ts, id) lists sorted by ts for expiry. Micro-batches come in
-    canonical order (each starts above the previous watermark), so those lists are in ts
-    order one after the other and expiry reads only what expires. Nothing here costs
-    what the stream remembers, only what a micro-batch brings.
-    """
-
-    def __init__(self) -> None:
-        self.rows: dict[str, tuple[int, int]] = {}
-        self.batches: deque[list] = deque()  # [lasts (ascending, NumPy), ids, first unread]
-        # since the last snapshot, once snapshots are taken: what was added and forgotten, in
-        # order (the micro-batches' count frames, lists of forgotten ids), for a delta
-        self.tracking = False
-        self.stale = False  # after ``apply``: the expiry lists are rebuilt before they are used
-        self.log: list[pl.DataFrame | list[str]] = []
-
-    def add(self, counts: pl.DataFrame) -> None:
-        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``."""
-        if counts.height == 0:
-            return
-        if self.stale:
-            self._rebuild()
-        counts = counts.sort("_last")
-        if self.tracking:
-            self.log.append(counts.select("event_id", "_n", "_last"))
-        ids = counts["event_id"].to_list()
-        lasts = counts["_last"].to_numpy()
-        batch = dict(zip(ids, zip(counts["_n"].to_list(), lasts.tolist(), strict=True), strict=True))
-        rows = self.rows
-        for eid in rows.keys() & batch.keys():  # ids seen before: few
-            n, last = batch[eid]
-            old_n, old_last = rows[eid]
-            batch[eid] = (old_n + n, max(old_last, last))
-        rows.update(batch)
-        self.batches.append([lasts, ids, 0])
-
-    def expire(self, cutoff_us: int) -> None:
-        """Forget the ids whose last row is older than ``cutoff_us``."""
-        if self.stale:
-            self._rebuild()
-        rows = self.rows
-        gone: list[str] = []
-        while self.batches:
-            entry = self.batches[0]
-            lasts, ids, start = entry
-            stop = int(np.searchsorted(lasts, cutoff_us, side="left"))
-            for eid, last in zip(ids[start:stop], lasts[start:stop].tolist(), strict=True):
-                seen = rows.get(eid)
-                if seen is not None and seen[1] == last:  # else a later row moved it on
-                    del rows[eid]
-                    gone.append(eid)
-            if stop < len(ids):
-                entry[2] = stop
-                break
-            self.batches.popleft()
-        if self.tracking and gone:
-            self.log.append(gone)
-
-    def counts(self, ids: list[str]) -> pl.DataFrame:
-        known = [(eid, self.rows[eid][0]) for eid in ids if eid in self.rows]
-        return pl.DataFrame({"_eid": [k[0] for k in known], "_n": [k[1] for k in known]},
-                            schema={"_eid": pl.String, "_n": pl.Int64})
-
-    def frame(self, delta: bool = False) -> pl.DataFrame:
-        """Every id's (rows, last ts). ``delta``: what happened since the last frame, in order
-        (``_step``): the micro-batches' counts, and ids forgotten (``_n`` null)."""
-        out = self.capture(delta)
-        return out if isinstance(out, pl.DataFrame) else out()
-
-    def capture(self, delta: bool = False) -> pl.DataFrame | Callable[[], pl.DataFrame]:
-        """``frame``, except that the whole state comes as a function that builds it from a
-        copy of the dict: building the frame (Python, per id) can then leave the engine's thread."""
-        if delta:
-            steps = []
-            for i, entry in enumerate(self.log):
-                step = entry.rename({"event_id": "_eid"}) if isinstance(entry, pl.DataFrame) else \
-                    pl.DataFrame({"_eid": entry}, schema={"_eid": pl.String}).with_columns(
-                        pl.lit(None, pl.Int64).alias("_n"), pl.lit(None, pl.Int64).alias("_last"))
-                steps.append(step.with_columns(pl.lit(i, pl.Int32).alias("_step")))
-            out: pl.DataFrame | Callable[[], pl.DataFrame] = pl.concat(steps) if steps else \
-                pl.DataFrame(schema={**EVENT_ROWS_SCHEMA, "_step": pl.Int32})
-        else:
-            rows = dict(self.rows)
-
-            def out() -> pl.DataFrame:
-                n, last = zip(*rows.values(), strict=True) if rows else ((), ())
-                return pl.DataFrame({"_eid": list(rows), "_n": n, "_last": last}, schema=EVENT_ROWS_SCHEMA)
-        self.tracking = True
-        self.log = []
-        return out
-
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame) -> EventRows:
-        out = cls()
-        out.add(frame.rename({"_eid": "event_id"}).select("event_id", "_n", "_last"))
-        out.tracking = True
-        return out
-
-    def apply(self, delta: pl.DataFrame) -> None:
-        """Replay a ``frame(delta=True)`` taken after the state this one was restored from."""
-        rows = self.rows
-        for eid, n, last in delta.select("_eid", "_n", "_last").iter_rows():
-            if n is None:
-                del rows[eid]
-            else:
-                old = rows.get(eid)
-                rows[eid] = (n, last) if old is None else (old[0] + n, max(old[1], last))
-        self.stale = True
-
-    def _rebuild(self) -> None:
-        """The expiry lists anew, as one list of the whole dict (expiry reads only (last, id))."""
-        self.stale = False
-        ids = list(self.rows)
-        lasts = np.array([v[1] for v in self.rows.values()], dtype=np.int64)
-        order = np.argsort(lasts, kind="stable")
-        self.batches = deque([[lasts[order], [ids[i] for i in order.tolist()], 0]])
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
 
 class Engine:
