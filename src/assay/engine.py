@@ -32,7 +32,7 @@ DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
 
 def _ipc(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
-    frame.write_ipc(buf)
+    frame.write_ipc(buf, compression="lz4")
     return buf.getvalue()
 
 
