@@ -83,6 +83,7 @@ SINK_ALERTS = 5000
 # the state is smaller: a full state costs the engine a pause (and the machine a large write),
 # and restoring a small state with up to this many bytes of deltas takes a second or two
 FULL_AFTER_BYTES = 256 * 1024 * 1024
+PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
@@ -350,18 +351,33 @@ class StreamWorker:
         return result.alerts, dead
 
     async def _publish(self, js, alerts: pl.DataFrame, dead: list[dict]) -> None:  # type: ignore[no-untyped-def]
-        futures = []
+        """Publish alerts and dead letters, and wait until JetStream has them all.
+
+        An acknowledgement lost with a connection never comes: what is not acknowledged
+        within PUBLISH_ACK_SECONDS is published again (the same ``Nats-Msg-Id``, so the
+        stream keeps one copy), for as long as it takes NATS to come back.
+        """
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
         subject = f"{ALERTS_PREFIX}.{self.spec.purpose}"
         if alerts.height:
-            for alert_id, line in zip(alerts["alert_id"], alert_json_lines(alerts), strict=True):
-                futures.append(await js.publish_async(subject, line.encode(), headers={"Nats-Msg-Id": alert_id}))
+            messages += [(subject, line.encode(), {"Nats-Msg-Id": alert_id})
+                         for alert_id, line in zip(alerts["alert_id"], alert_json_lines(alerts), strict=True)]
         for record in dead:
             ident = f"{record.get('source')}:{record.get('row', '')}:{record['reason'][:40]}"
-            futures.append(await js.publish_async(DEADLETTER_SUBJECT, json.dumps(record, default=str).encode(),
-                                                  headers={"Nats-Msg-Id": ident}))
+            messages.append((DEADLETTER_SUBJECT, json.dumps(record, default=str).encode(), {"Nats-Msg-Id": ident}))
         self.report.deadletters += len(dead)
-        if futures:
-            await asyncio.gather(*futures)
+        attempt = 0
+        while messages:
+            futures = [await js.publish_async(s, data, headers=headers) for s, data, headers in messages]
+            await asyncio.wait(futures, timeout=PUBLISH_ACK_SECONDS)
+            acknowledged = [f.done() and not f.cancelled() and f.exception() is None for f in futures]
+            for future in futures:
+                future.cancel()  # a late acknowledgement is not waited for (and frees its slot)
+            messages = [m for m, ok in zip(messages, acknowledged, strict=True) if not ok]
+            attempt += 1
+            if messages:
+                self.log(f"NATS acknowledged {acknowledged.count(True):,} of {len(acknowledged):,} messages "
+                         f"within {PUBLISH_ACK_SECONDS:.0f} s; publishing the rest again (attempt {attempt + 1})")
 
     async def _sink(self, js, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         """Alerts of every partition go to the store together, within SINK_SECONDS of being found."""
