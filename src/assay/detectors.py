@@ -266,7 +266,7 @@ class WindowedDetector:
             start, cut = int(meta["start"][0]), int(meta["cut"][0])
             if start != max(self.appended, cut) or cut < self.cut:
                 raise ValueError("a delta checkpoint applied out of order")
-            kept = self.retained.slice(cut - self.cut) if cut < self.appended else self.retained.clear()
+            kept = self.retained.slice(cut - self.cut)  # empty when every row was cut since
             self.retained = pl.concat([kept, rows]).rechunk() if kept.height else rows
         else:
             # checkpoints of earlier versions kept rows grouped by key

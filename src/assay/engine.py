@@ -10,7 +10,6 @@ chunking gives the alerts of one batch run, with the same ids.
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections.abc import Callable
@@ -25,15 +24,9 @@ from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
 from .scenarios import ScenarioFile
-from .snapshots import frames_to_bytes
+from .snapshots import frame_from_bytes, frame_to_bytes, frames_to_bytes, join_parts, split_parts
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
-
-
-def _ipc(frame: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    frame.write_ipc(buf, compression="lz4")
-    return buf.getvalue()
 
 
 @dataclass
@@ -53,8 +46,8 @@ class CapturedState:
 
     def to_bytes(self) -> bytes:
         events = self.event_rows if isinstance(self.event_rows, pl.DataFrame) else self.event_rows()
-        parts = [_ipc(f) for f in [*self.frames, events]] + [frames_to_bytes(d) for d in self.detectors]
-        return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+        return join_parts([frame_to_bytes(f) for f in [*self.frames, events]] +
+                          [frames_to_bytes(d) for d in self.detectors])
 
 
 @dataclass
@@ -199,20 +192,13 @@ class Engine:
         return CapturedState([meta, held], self.event_rows.capture(delta), [d.capture(delta) for d in self.detectors])
 
     def restore(self, data: bytes) -> None:
-        parts = []
-        pos = 0
-        while pos < len(data):
-            size = int.from_bytes(data[pos:pos + 8], "little")
-            parts.append(data[pos + 8:pos + 8 + size])
-            pos += 8 + size
+        parts = split_parts(data)
         if len(parts) != 3 + len(self.detectors):
             raise ValueError("the checkpoint does not match these scenarios")
-        meta = pl.read_ipc(io.BytesIO(parts[0]))
+        meta, held, events = (frame_from_bytes(p) for p in parts[:3])
         self.next_seq = int(meta["next_seq"][0])
         self.max_ts = meta["max_ts"][0]
-        held = pl.read_ipc(io.BytesIO(parts[1]))
         self.held = held if held.width else None
-        events = pl.read_ipc(io.BytesIO(parts[2]))
         if "delta" in meta.columns and meta["delta"][0]:
             self.event_rows.apply(events)
         else:

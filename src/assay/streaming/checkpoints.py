@@ -53,13 +53,13 @@ def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Che
     state back, which ``Session.merge`` would do) and drops its deltas; a delta is added
     after the others and moves the row's ``last_seq``."""
     table, deltas = StreamCheckpoint.__table__, StreamCheckpointDelta.__table__
+    row = (table.c.consumer == consumer, table.c.partition == partition)
     mine = (deltas.c.consumer == consumer, deltas.c.partition == partition)
     values = {"stream": checkpoint.stream, "last_seq": checkpoint.last_seq, "rows": checkpoint.rows,
               "updated_at": datetime.now(UTC)}
     with store.session() as session, session.begin():
         if checkpoint.delta:
-            done = session.execute(update(table).where(table.c.consumer == consumer,
-                                                       table.c.partition == partition).values(**values))
+            done = session.execute(update(table).where(*row).values(**values))
             if done.rowcount == 0:
                 raise ValueError(f"a delta checkpoint of consumer '{consumer}' partition {partition} "
                                  "needs a full one before it")
@@ -68,8 +68,7 @@ def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Che
                                                   state=checkpoint.state))
             return
         values["state"] = checkpoint.state
-        done = session.execute(update(table).where(table.c.consumer == consumer, table.c.partition == partition)
-                               .values(**values))
+        done = session.execute(update(table).where(*row).values(**values))
         if done.rowcount == 0:
             session.execute(insert(table).values(consumer=consumer, partition=partition, **values))
         session.execute(delete(deltas).where(*mine))
