@@ -255,7 +255,7 @@ def test_a_lost_delivery_is_noticed_and_nothing_after_it_is_processed():
     def msg(delivery: int) -> SimpleNamespace:  # the two fields in_order reads of a JetStream message
         return SimpleNamespace(metadata=SimpleNamespace(sequence=SimpleNamespace(consumer=delivery)))
 
-    part = Partition(0, engine=None)  # type: ignore[arg-type]
+    part = Partition(0)
     batch = [msg(1), msg(2), msg(3)]
     assert in_order(part, batch) == (batch, False) and part.delivered == 3
     kept, gap = in_order(part, [msg(4), msg(6), msg(7)])  # delivery 5 never arrived

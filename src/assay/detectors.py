@@ -20,9 +20,10 @@ import polars as pl
 
 from . import where as where_lang
 from .errors import InputError, ScenarioError
-from .key_index import KeyIndex, key_hashes
+from .key_index import key_hashes
 from .keys import BatchIndex, dense_codes
 from .lazy import kernels
+from .retained import Retained, lanes_of
 from .scenarios import Scenario
 from .snapshots import frames_from_bytes, frames_to_bytes
 from .sorted_view import SortedView
@@ -36,6 +37,7 @@ INDEX_RATIO = 200
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
 ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
+PREV_SCHEMA = {"_key": pl.String, "_combo": pl.Int64, "_lane": pl.Int64}
 INT_LIMIT = 2**62
 CANDIDATE_SCHEMA = {"_scen": pl.Int64, "key": pl.String, "_ts": pl.Int64, "_seq": pl.Int64,
                     "trigger_event_id": pl.String, "value": pl.Float64,
@@ -98,16 +100,12 @@ class WindowedDetector:
         self.key = first.key
         self.where_tree = first.where_tree
         self.window_us = max(s.window_us for s in scenarios)
-        self.retained = self._empty_rows()
-        self.prev: pl.DataFrame = self._empty_prev()
+        # per partition (SPEC: each has its own watermark, so its own expiry); a batch run and
+        # a single stream have one, partition 0
+        self.lanes: dict[int, Retained] = {}
+        self.prev: pl.DataFrame = self._empty_prev()  # of every partition (``_lane``): keys are theirs alone
         self._keep_state = True  # False during a batch run's update: no evaluation follows
-        # Retained rows are appended at the end and cut at the front, so they are the rows at
-        # positions [cut, appended) of everything ever retained: a delta snapshot holds the
-        # rows appended since the last snapshot that are still retained
-        self.cut = 0
-        self.appended = 0
-        self.saved = 0  # ``appended`` at the last snapshot
-        self.index: KeyIndex | None = None  # where each key's retained rows are (built when needed)
+        self._group_lanes: np.ndarray | int = 0  # the partition of each group being evaluated
 
     # --- relevance -------------------------------------------------------
     def _empty_rows(self) -> pl.DataFrame:
@@ -115,7 +113,13 @@ class WindowedDetector:
                                     "_seq": pl.Int64, "_val": self.value_dtype})
 
     def _empty_prev(self) -> pl.DataFrame:
-        return pl.DataFrame(schema={"_key": pl.String, "_combo": pl.Int64})
+        return pl.DataFrame(schema=PREV_SCHEMA)
+
+    @property
+    def retained(self) -> pl.DataFrame:
+        """Every partition's retained rows (partition by partition)."""
+        frames = [self.lanes[k].rows for k in sorted(self.lanes)]
+        return pl.concat(frames) if len(frames) > 1 else frames[0] if frames else self._empty_rows()
 
     def _fail(self, field: str, message: str) -> ScenarioError:
         return ScenarioError(message, scenario=self.scenarios[0].id, field=field)
@@ -168,113 +172,109 @@ class WindowedDetector:
     def update(self, rows: pl.DataFrame, *, retain: bool = True, index: BatchIndex | None = None) -> pl.DataFrame:
         """Evaluate the next rows. ``retain=False``: no rows follow (a batch run), keep no window.
 
+        ``rows`` may hold several partitions' rows (each in canonical order; see ``retained``).
         ``index``: codes and orders of ``rows``' columns shared by the detectors of one batch;
         used when this detector carries no rows from earlier batches.
         """
-        n_old = self.retained.height
+        n_old = sum(r.rows.height for r in self.lanes.values())
         shared = index is not None and n_old == 0
-        fresh_hashes: np.ndarray | None = None
         fresh = self.select_relevant(rows, with_index=shared)
         if fresh.height == 0:
             return empty_candidates()
+        lanes, masks, lane_of_row = lanes_of(fresh["_seq"].to_numpy())
+        hashes: list[np.ndarray] = []  # of the fresh rows' keys, when computed
+
+        def fresh_hashes() -> np.ndarray:
+            if not hashes:
+                hashes.append(key_hashes(fresh["_key"]))
+            return hashes[0]
+
         view: SortedView
         if shared:
             idx = fresh["_i"].to_numpy()
             fresh = fresh.drop("_i")
             # a small subset is cheaper to group on its own than through the whole column
             shared = fresh.height * 4 >= rows.height
+        n_old = 0
         if shared:
             column = index.column(self.key)  # type: ignore[union-attr]
             order, group_start = column.subset_groups(idx)
             chunk = fresh
             view = SortedView(chunk, order, index=index, idx=idx, key=self.key)
         else:
-            if n_old:
-                # only keys with fresh rows are evaluated: the others' windows and prev stand as they
-                # are. A small micro-batch finds their rows by the index, without reading the
-                # others' (a hash collision brings another key's rows along: the filter drops
-                # them); a large one touches so many keys that one scan of the state is cheaper
-                touched = pl.col("_key").is_in(fresh["_key"].unique().implode())
-                if fresh.height * INDEX_RATIO <= n_old:
-                    if self.index is None:
-                        self.index = KeyIndex.of(self.retained["_key"], self.cut)
-                    fresh_hashes = key_hashes(fresh["_key"])
-                    positions = self.index.lookup(fresh_hashes, self.cut)
-                    old = self.retained[positions - self.cut].filter(touched)
-                else:
-                    old = self.retained.filter(touched)
-                n_old = old.height
-                chunk = pl.concat([old, fresh]) if n_old else fresh
-            else:
-                chunk = fresh
+            # only keys with fresh rows are evaluated: the others' windows and prev stand as they are
+            olds = []
+            for lane, mask in zip(lanes, masks, strict=True):
+                kept = self.lanes.get(lane)
+                if kept is None or kept.rows.height == 0:
+                    continue
+                keys = fresh["_key"] if mask is None else fresh["_key"].filter(pl.Series(mask))
+                olds.append(kept.of_keys(keys, lambda m=mask: fresh_hashes() if m is None else fresh_hashes()[m],
+                                         INDEX_RATIO))
+            old = pl.concat(olds) if len(olds) > 1 else olds[0] if olds else None
+            n_old = old.height if old is not None else 0
+            chunk = pl.concat([old, fresh]) if n_old else fresh
             dense, n_keys = dense_codes(chunk["_key"])
             order, group_start = kernels.group_by_code(dense, n_keys)
             view = SortedView(chunk, order)
         is_new = np.zeros(chunk.height, np.bool_)
         is_new[n_old:] = True
-        group_keys = chunk["_key"].gather(order[group_start[:-1]])
+        last_rows = order[group_start[1:] - 1]  # a group's last row is fresh (its ts is the latest)
+        group_keys = chunk["_key"].gather(last_rows)
+        self._group_lanes = lanes[0] if lane_of_row is None else lane_of_row[last_rows - n_old]
         self._keep_state = retain
         cands = self.evaluate(view, group_start, is_new[order] if n_old else np.ones(chunk.height, np.bool_),
                               group_keys)
         if retain:
-            # Retained rows stay in canonical order (rows come in that order, and a later
-            # micro-batch starts above this one's watermark): appending keeps it, and
+            # Retained rows stay in canonical order per partition (rows come in that order, and a
+            # later micro-batch starts above this one's watermark): appending keeps it, and
             # ``expire`` cuts a prefix. Nothing proportional to the state is read or copied
             # per micro-batch.
-            if self.index is not None:
-                hashes = fresh_hashes if fresh_hashes is not None else key_hashes(fresh["_key"])
-                if not self.index.append(hashes, self.appended, self.cut):
-                    self.index = None  # full: rebuilt from the retained rows when next needed
-            self.retained = pl.concat([self.retained, fresh]) if self.retained.height else fresh
-            self.appended += fresh.height
-            if self.retained.n_chunks() > 32:
-                self.retained = self.retained.rechunk()
+            for lane, mask in zip(lanes, masks, strict=True):
+                kept = self.lanes.setdefault(lane, Retained(self._empty_rows()))
+                part = fresh if mask is None else fresh.filter(pl.Series(mask))
+                known = (fresh_hashes() if mask is None else fresh_hashes()[mask]) if hashes else None
+                kept.append(part, known)
         return cands
 
-    def expire(self, watermark_us: int) -> None:
-        """Drop rows no future evaluation (at or after the watermark) can see."""
-        cutoff = watermark_us - self.window_us
-        ts = self.retained["_ts"]
-        if ts.len() and ts[0] < cutoff:
-            drop = int(ts.search_sorted(cutoff, side="left"))
-            self.retained = self.retained.slice(drop)
-            self.cut += drop
+    def expire(self, watermark_us: int, lane: int | None = None) -> None:
+        """Drop rows no future evaluation (at or after the watermark) can see (of one partition,
+        or of every one)."""
+        for number, kept in self.lanes.items():
+            if lane is None or number == lane:
+                kept.expire(watermark_us - self.window_us)
 
     def state_rows(self) -> int:
-        return self.retained.height + self.prev.height
+        return sum(r.rows.height for r in self.lanes.values()) + self.prev.height
 
-    def snapshot(self, delta: bool = False) -> bytes:
-        return frames_to_bytes(self.capture(delta))
+    def snapshot(self, delta: bool = False, lane: int = 0) -> bytes:
+        return frames_to_bytes(self.capture(delta, lane))
 
-    def capture(self, delta: bool = False) -> list[pl.DataFrame]:
-        start = max(self.saved, self.cut) if delta else self.cut
-        rows = self.retained.slice(start - self.cut)
-        meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], "start": [start],
-                             "cut": [self.cut], "appended": [self.appended]},
+    def capture(self, delta: bool = False, lane: int = 0) -> list[pl.DataFrame]:
+        """One partition's state (``delta``: what changed since its last capture)."""
+        kept = self.lanes.setdefault(lane, Retained(self._empty_rows()))
+        positions, rows = kept.capture(delta)
+        meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], **{k: [v] for k, v in positions.items()}},
                             schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
                                     "cut": pl.Int64, "appended": pl.Int64})
-        self.saved = self.appended
-        return [meta, rows, self.prev]
+        prev = self.prev if len(self.lanes) == 1 else self.prev.filter(pl.col("_lane") == lane)
+        return [meta, rows, prev]
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes, lane: int = 0) -> None:
+        """Take one partition's full snapshot, or apply its delta on top of the state restored before."""
         meta, rows, prev = frames_from_bytes(data)
         if meta["signature"][0] != self.signature():
             raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
                                 "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
-        self.prev = prev
+        kept = self.lanes.setdefault(lane, Retained(self._empty_rows()))
         if "delta" in meta.columns and meta["delta"][0]:
-            start, cut = int(meta["start"][0]), int(meta["cut"][0])
-            if start != max(self.appended, cut) or cut < self.cut:
-                raise ValueError("a delta checkpoint applied out of order")
-            kept = self.retained.slice(cut - self.cut)  # empty when every row was cut since
-            self.retained = pl.concat([kept, rows]).rechunk() if kept.height else rows
+            kept.restore(True, int(meta["start"][0]), int(meta["cut"][0]), rows)
         else:
-            # checkpoints of earlier versions kept rows grouped by key
-            self.retained = rows if rows["_ts"].is_sorted() else rows.sort(["_ts", "_seq"])
-            cut = int(meta["cut"][0]) if "cut" in meta.columns else 0
-        self.cut = cut
-        self.appended = self.saved = cut + self.retained.height
-        self.index = None
+            kept.restore(False, 0, int(meta["cut"][0]) if "cut" in meta.columns else 0, rows)
+        # checkpoints of earlier versions have no ``_lane``
+        prev = prev.with_columns(pl.lit(lane, pl.Int64).alias("_lane")).select(list(PREV_SCHEMA))
+        others = self.prev.filter(pl.col("_lane") != lane) if self.prev.height else self.prev
+        self.prev = pl.concat([others, prev]) if others.height else prev
 
     def signature(self) -> str:
         parts = [f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
@@ -304,7 +304,10 @@ class WindowedDetector:
             return  # a batch run: no evaluation follows
         decided_keys = group_keys.gather(decided)
         kept = self.prev.filter(~pl.col("_key").is_in(decided_keys.implode()))
-        fresh = pl.DataFrame({"_key": group_keys.gather(groups), "_combo": combos.astype(np.int64)})
+        lanes = self._group_lanes
+        fresh = pl.DataFrame({"_key": group_keys.gather(groups), "_combo": combos.astype(np.int64),
+                              "_lane": np.full(groups.size, lanes, np.int64) if isinstance(lanes, int)
+                              else np.asarray(lanes, np.int64)[groups]}, schema=PREV_SCHEMA)
         self.prev = pl.concat([kept, fresh]) if kept.height else fresh
 
     def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,10 +23,17 @@ from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
+from .retained import lane_base
 from .scenarios import ScenarioFile
 from .snapshots import frame_from_bytes, frame_to_bytes, frames_to_bytes, join_parts, split_parts
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
+_LANE = (pl.col("_seq") // lane_base(1)).alias("_lane")  # a row's partition
+
+
+def _no_late(batches: Mapping[int, pl.DataFrame]) -> pl.DataFrame:
+    first = next(iter(batches.values()), pl.DataFrame())
+    return first.clear().with_columns(pl.lit(None, pl.Int64).alias("_seq"), pl.lit(None, pl.String).alias("reason"))
 
 
 @dataclass
@@ -56,8 +63,26 @@ class PushResult:
     late: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
+@dataclass
+class Lane:
+    """One partition's own part of a stream engine's state: SPEC's watermark is per partition."""
+
+    number: int
+    next_seq: int  # the next row's ``_seq`` (``lane_base(number)`` + rows seen)
+    max_ts: int | None = None
+    held: pl.DataFrame | None = None  # rows waiting for the watermark
+    event_rows: EventRows = field(default_factory=EventRows)  # rows seen per event_id, for positions
+    snapshotted: bool = False  # a delta snapshot needs a full one (or a restore) before it
+
+
 class Engine:
-    """Runs one scenario file (one purpose) over events, in batch or micro-batches."""
+    """Runs one scenario file (one purpose) over events, in batch or micro-batches.
+
+    A stream worker feeds one engine the micro-batches of all its partitions (``push_many``):
+    each partition keeps its own watermark, held rows, event-id counts and retained rows
+    (``Lane``, ``retained.Retained``), and the detectors evaluate every partition's released
+    rows in one pass, so a micro-batch's fixed cost is paid once, not once per partition.
+    """
 
     def __init__(self, scenarios: ScenarioFile, *, lateness_us: int = 0,
                  event_horizon_us: int = DEFAULT_EVENT_HORIZON_US):
@@ -67,14 +92,9 @@ class Engine:
         self.workers = min(2, os.cpu_count() or 1)
         self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
         self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
-        self.next_seq = 0
-        self.max_ts: int | None = None
-        self.held: pl.DataFrame | None = None
+        self.lanes: dict[int, Lane] = {}
         # with a pushed-down batch: (event_id, ts, _seq) of every row, for trigger positions
         self._all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None
-        # rows seen per event_id, for SPEC's position of the trigger row among them
-        self.event_rows = EventRows()
-        self.snapshotted = False  # a delta snapshot needs a full one (or a restore) before it
         # How long a stream remembers how many rows an event_id had (for trigger positions):
         # rows of one event_id further apart than this are numbered afresh. See docs/semantics.md.
         self.horizon_us = max(s.window_us for s in scenarios.scenarios) + lateness_us + event_horizon_us
@@ -131,87 +151,121 @@ class Engine:
         return (events.filter(~flags["_bad"]),
                 events.with_columns(flags["reason"]).filter(flags["_bad"]))
 
-    def push(self, events: pl.DataFrame) -> PushResult:
+    def lane(self, number: int) -> Lane:
+        if number not in self.lanes:
+            self.lanes[number] = Lane(number, lane_base(number))
+        return self.lanes[number]
+
+    def push(self, events: pl.DataFrame, partition: int = 0) -> PushResult:
         """Feed rows in arrival order; returns the alerts they release and the too-late rows."""
-        rows = self._with_seq(events)
-        ts = rows["ts"].dt.epoch("us").to_numpy()
-        start = self.max_ts if self.max_ts is not None else np.iinfo(np.int64).min // 2
-        before = np.maximum.accumulate(np.concatenate([[start], ts]))[:-1]
-        too_late = ts < before - self.lateness_us
-        late = rows.filter(pl.Series(too_late)).with_columns(
-            pl.lit(f"too late: its ts is below the watermark (largest ts seen minus the allowed "
-                   f"lateness of {self.lateness_us // 1_000_000}s)").alias("reason"))
-        on_time = rows.filter(pl.Series(~too_late))
-        if ts.size:
-            top = int(ts.max())
-            self.max_ts = top if self.max_ts is None else max(self.max_ts, top)
-        held = on_time if self.held is None else pl.concat([self.held, on_time], how="diagonal_relaxed")
-        mark = self.max_ts - self.lateness_us if self.max_ts is not None else None
-        if mark is None or held.height == 0:
-            self.held = held
-            return PushResult(empty_alerts(), late)
-        ready = held.filter(pl.col("ts").dt.epoch("us") <= mark)
-        self.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
-        alerts = self._evaluate(ready.sort(["ts", "_seq"])) if ready.height else empty_alerts()
-        self.expire(mark)
-        return PushResult(alerts, late)
+        return self.push_many({partition: events})
+
+    def push_many(self, batches: Mapping[int, pl.DataFrame]) -> PushResult:
+        """Feed several partitions' next rows (each in arrival order) and evaluate what they
+        release together: the alerts of pushing each partition on its own."""
+        ready: list[pl.DataFrame] = []
+        late: list[pl.DataFrame] = []
+        marks: dict[int, int] = {}
+        for number, events in batches.items():
+            lane = self.lane(number)
+            rows = self._with_seq(events, lane)
+            ts = rows["ts"].dt.epoch("us").to_numpy()
+            start = lane.max_ts if lane.max_ts is not None else np.iinfo(np.int64).min // 2
+            before = np.maximum.accumulate(np.concatenate([[start], ts]))[:-1]
+            too_late = ts < before - self.lateness_us
+            if too_late.any():
+                late.append(rows.filter(pl.Series(too_late)).with_columns(pl.lit(
+                    f"too late: its ts is below the watermark (largest ts seen minus the allowed "
+                    f"lateness of {self.lateness_us // 1_000_000}s)").alias("reason")))
+                rows = rows.filter(pl.Series(~too_late))
+            if ts.size:
+                top = int(ts.max())
+                lane.max_ts = top if lane.max_ts is None else max(lane.max_ts, top)
+            held = rows if lane.held is None else pl.concat([lane.held, rows], how="diagonal_relaxed")
+            if lane.max_ts is None or held.height == 0:
+                lane.held = held
+                continue
+            mark = marks[number] = lane.max_ts - self.lateness_us
+            if self.lateness_us == 0:  # nothing is held: every row is at or below the largest ts
+                ready.append(held)
+                lane.held = held.clear()
+                continue
+            ready.append(held.filter(pl.col("ts").dt.epoch("us") <= mark))
+            lane.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
+        ready = [r for r in ready if r.height]
+        released = pl.concat(ready, how="diagonal_relaxed") if len(ready) > 1 else ready[0] if ready else None
+        alerts = self._evaluate(released.sort(["ts", "_seq"])) if released is not None else empty_alerts()
+        for number, mark in marks.items():
+            self.expire(mark, number)
+        return PushResult(alerts, pl.concat(late, how="diagonal_relaxed") if late else _no_late(batches))
 
     def flush(self) -> pl.DataFrame:
         """End of input: evaluate every held row."""
-        if self.held is None or self.held.height == 0:
+        held = [lane.held for lane in self.lanes.values() if lane.held is not None and lane.held.height]
+        for lane in self.lanes.values():
+            lane.held = None
+        if not held:
             return empty_alerts()
-        ready = self.held.sort(["ts", "_seq"])
-        self.held = None
-        return self._evaluate(ready)
+        return self._evaluate(pl.concat(held, how="diagonal_relaxed").sort(["ts", "_seq"]))
 
-    def expire(self, watermark_us: int) -> None:
+    def expire(self, watermark_us: int, partition: int = 0) -> None:
         for det in self.detectors:
-            det.expire(watermark_us)
-        self.event_rows.expire(watermark_us - self.horizon_us)
+            det.expire(watermark_us, partition)
+        self.lane(partition).event_rows.expire(watermark_us - self.horizon_us)
 
     def state_rows(self) -> int:
         return sum(d.state_rows() for d in self.detectors)
 
-    def snapshot(self, delta: bool = False) -> bytes:
-        """Everything needed to continue elsewhere: detector states, held rows, counters.
+    def snapshot(self, delta: bool = False, partition: int = 0) -> bytes:
+        """Everything needed to continue a partition elsewhere: its detector states, held rows
+        and counters.
 
-        ``delta``: only what changed since the last snapshot (full or delta); ``restore``
-        applies it on top of the state that snapshot restored. Retained rows and event ids
-        are most of the state and change at the margins, so a delta is small.
+        ``delta``: only what changed since the partition's last snapshot (full or delta);
+        ``restore`` applies it on top of the state that snapshot restored. Retained rows and
+        event ids are most of the state and change at the margins, so a delta is small.
         """
-        return self.capture(delta).to_bytes()
+        return self.capture(delta, partition).to_bytes()
 
-    def capture(self, delta: bool = False) -> CapturedState:
+    def capture(self, delta: bool = False, partition: int = 0) -> CapturedState:
         """``snapshot`` before serialization: the engine may go on while it is serialized."""
-        if delta and not self.snapshotted:
+        lane = self.lane(partition)
+        if delta and not lane.snapshotted:
             raise ValueError("a delta snapshot follows a full snapshot or a restore")
-        self.snapshotted = True
-        held = self.held if self.held is not None else pl.DataFrame()
-        meta = pl.DataFrame({"next_seq": [self.next_seq], "max_ts": [self.max_ts], "delta": [delta]},
+        lane.snapshotted = True
+        held = lane.held if lane.held is not None else pl.DataFrame()
+        meta = pl.DataFrame({"next_seq": [lane.next_seq], "max_ts": [lane.max_ts], "delta": [delta]},
                             schema={"next_seq": pl.Int64, "max_ts": pl.Int64, "delta": pl.Boolean})
-        return CapturedState([meta, held], self.event_rows.capture(delta), [d.capture(delta) for d in self.detectors])
+        return CapturedState([meta, held], lane.event_rows.capture(delta),
+                             [d.capture(delta, partition) for d in self.detectors])
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes, partition: int = 0) -> None:
         parts = split_parts(data)
         if len(parts) != 3 + len(self.detectors):
             raise ValueError("the checkpoint does not match these scenarios")
         meta, held, events = (frame_from_bytes(p) for p in parts[:3])
-        self.next_seq = int(meta["next_seq"][0])
-        self.max_ts = meta["max_ts"][0]
-        self.held = held if held.width else None
+        lane = self.lane(partition)
+        lane.next_seq = int(meta["next_seq"][0])
+        lane.max_ts = meta["max_ts"][0]
+        lane.held = held if held.width else None
+        base = lane_base(partition)
+        if lane.next_seq < base:  # written before partitions shared an engine: plain arrival numbers
+            lane.next_seq += base
+            if lane.held is not None:
+                lane.held = lane.held.with_columns(pl.col("_seq") + base)
         if "delta" in meta.columns and meta["delta"][0]:
-            self.event_rows.apply(events)
+            lane.event_rows.apply(events)
         else:
-            self.event_rows = EventRows.from_frame(events)
+            lane.event_rows = EventRows.from_frame(events)
         for det, part in zip(self.detectors, parts[3:], strict=True):
-            det.restore(part)
-        self.snapshotted = True
+            det.restore(part, partition)
+        lane.snapshotted = True
 
     # --- internals -----------------------------------------------------------
-    def _with_seq(self, events: pl.DataFrame) -> pl.DataFrame:
+    def _with_seq(self, events: pl.DataFrame, lane: Lane | None = None) -> pl.DataFrame:
+        lane = lane or self.lane(0)
         n = events.height
-        out = events.with_columns(pl.int_range(self.next_seq, self.next_seq + n, dtype=pl.Int64).alias("_seq"))
-        self.next_seq += n
+        out = events.with_columns(pl.int_range(lane.next_seq, lane.next_seq + n, dtype=pl.Int64).alias("_seq"))
+        lane.next_seq += n
         return out
 
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
@@ -241,9 +295,13 @@ class Engine:
         return alerts
 
     def _count_event_rows(self, rows: pl.DataFrame) -> None:
-        counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
-                                               pl.col("ts").max().dt.epoch("us").alias("_last"))
-        self.event_rows.add(counts)
+        counts = rows.group_by(_LANE, "event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
+                                                      pl.col("ts").max().dt.epoch("us").alias("_last"))
+        if len(self.lanes) == 1:
+            next(iter(self.lanes.values())).event_rows.add(counts)
+            return
+        for (number,), part in counts.partition_by("_lane", as_dict=True).items():
+            self.lane(int(number)).event_rows.add(part)  # type: ignore[call-overload]
 
     def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
         parts = []
@@ -284,11 +342,13 @@ class Engine:
             source = self._all_ids if isinstance(self._all_ids, pl.LazyFrame) else self._all_ids().lazy()
             rows = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
                 ["ts", "_seq"], maintain_order=True)
-        same = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).with_columns(
-            pl.int_range(pl.len()).over("event_id").cast(pl.Int64).alias("_p")).collect()
-        earlier = self.event_rows.counts(triggers.to_list())
-        if earlier.height:
-            same = same.join(earlier.rename({"_eid": "event_id"}), on="event_id", how="left").with_columns(
-                (pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
+        # numbered within the partition (docs/streaming.md)
+        same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
+            pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
+        earlier = [lane.event_rows.counts(triggers.to_list()).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
+                   for number, lane in self.lanes.items() if len(lane.event_rows)]
+        if earlier:
+            same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
+                             how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
         pos = found.select("_seq").join(same.select("_seq", "_p"), on="_seq", how="left", maintain_order="left")
         return pos["_p"].to_list()

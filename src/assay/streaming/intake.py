@@ -60,8 +60,11 @@ def read_message(data: bytes, headers: dict | None, source: str, key: str, neede
     return Message(source, frame)
 
 
-def prepare(messages: list[Message], engine: Engine, dead: list[dict]) -> pl.DataFrame | None:
-    """Rows of ``messages`` in arrival order, validated and screened; bad rows to ``dead``."""
+def prepare(messages: list[Message], engine: Engine, dead: list[dict], *,
+            keep_message: bool = False) -> pl.DataFrame | None:
+    """Rows of ``messages`` in arrival order, validated and screened; bad rows to ``dead``.
+
+    ``keep_message``: with ``_m``, the number of each row's message in ``messages``."""
     groups: dict[tuple, list[int]] = {}
     for i, m in enumerate(messages):
         groups.setdefault(tuple(m.frame.schema.items()), []).append(i)
@@ -81,7 +84,7 @@ def prepare(messages: list[Message], engine: Engine, dead: list[dict]) -> pl.Dat
     rows = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
     if len(groups) > 1:
         rows = rows.sort("_m", maintain_order=True)
-    return rows.drop("_m")
+    return rows if keep_message else rows.drop("_m")
 
 
 def _prepare_group(messages: list[Message], numbers: list[int], engine: Engine, dead: list[dict]) -> pl.DataFrame:

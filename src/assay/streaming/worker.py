@@ -1,10 +1,11 @@
 """``assay stream``: the detection worker on NATS JetStream.
 
-One engine per partition (SPEC: the watermark belongs to a partition). For each
-partition the worker owns, a durable pull consumer delivers the partition's messages
-in order; each fetched micro-batch is screened (bad rows go to the dead-letter
-subject with a reason), pushed through the engine, and its alerts are written to the
-store (idempotent by ``alert_id``) and published on ``assay.alerts.<purpose>``.
+For each partition the worker owns, a durable pull consumer delivers the partition's
+messages in order. One engine serves every partition (each keeps its own watermark and
+state inside it, SPEC): what the partitions fetched while the engine was busy is screened
+together (bad rows go to the dead-letter subject with a reason), pushed through the engine
+in one pass, and its alerts are written to the store (idempotent by ``alert_id``) and
+published on ``assay.alerts.<purpose>``.
 
 Delivery: every few seconds, and on SIGTERM, the worker writes a checkpoint (engine
 snapshot, mostly a delta on the previous ones, + last stream sequence) and only then
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 from sqlalchemy.exc import DBAPIError
 
@@ -94,7 +96,6 @@ OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, wh
 @dataclass
 class Partition:
     number: int
-    engine: Engine
     done_seq: int = 0  # last stream sequence pushed into the engine
     saved_seq: int = 0  # last stream sequence covered by the stored checkpoint
     rows: int = 0
@@ -167,8 +168,12 @@ class StreamWorker:
         self.pending_since = 0.0  # when the oldest of them was found
         self.pending_lock = threading.Lock()
         self.sink_lock = asyncio.Lock()
-        # partitions' engines take turns on one thread: each push already uses every core
+        self.engine = Engine(scenarios, lateness_us=options.lateness_us)
+        # the engine's own thread (a push already uses every core): micro-batches, captures
         self.engine_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-engine")
+        # what partitions fetched while the engine was busy: pushed together next
+        self.inbox: list[tuple[Partition, list, asyncio.Future]] = []  # type: ignore[type-arg]
+        self.inbox_ready = asyncio.Event()
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
@@ -197,8 +202,7 @@ class StreamWorker:
         return found
 
     def _restore(self, number: int) -> Partition:
-        engine = Engine(self.spec, lateness_us=self.options.lateness_us)
-        part = Partition(number, engine)
+        part = Partition(number)
         saved = load_checkpoint(self.store, self.consumer, number)
         if saved is not None:
             if saved.stream != self.stream:
@@ -206,7 +210,7 @@ class StreamWorker:
                                  f"{saved.stream}, not {self.stream}: use another --consumer")
             try:
                 for state in (saved.state, *saved.deltas):
-                    engine.restore(state)
+                    self.engine.restore(state, number)
             except (AssayError, ValueError) as exc:
                 raise UsageError(f"the checkpoint of consumer '{self.consumer}' partition {number} was written "
                                  f"for other scenarios ({exc}); use another --consumer, or --reset to start "
@@ -252,7 +256,8 @@ class StreamWorker:
             self.parts = [await asyncio.to_thread(self._restore, n) for n in numbers]
             for part in self.parts:
                 if not part.full_bytes:  # a new partition: its first full state is the empty one
-                    await self._save(part, part.engine.capture(), False, part.done_seq, part.rows, None)
+                    await self._save(part, self.engine.capture(partition=part.number), False, part.done_seq,
+                                     part.rows, None)
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
             await asyncio.to_thread(index_kernels.warm_up)
             subs = [await self._subscribe(js, p) for p in self.parts]
@@ -262,10 +267,14 @@ class StreamWorker:
             if self.options.idle_exit_seconds is not None:
                 tasks.append(asyncio.create_task(self._idle_watch(stop)))
             tasks.append(asyncio.create_task(self._sink(js, stop)))
+            pushing = asyncio.create_task(self._push_loop(js))
             try:
                 await asyncio.gather(*tasks)
             finally:
                 stop.set()
+                pushing.cancel()  # idle: every partition's last micro-batch was pushed
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pushing
             for part in self.parts:  # drain: what was processed is stored, checkpointed and acknowledged
                 await self._checkpoint(part, js, wait=True)
             await nc.flush()
@@ -297,10 +306,10 @@ class StreamWorker:
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
-                alerts, dead = await asyncio.get_running_loop().run_in_executor(
-                    self.engine_pool, self._process, part, msgs)
-                # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
-                await self._publish(js, alerts, dead)
+                done = asyncio.get_running_loop().create_future()
+                self.inbox.append((part, msgs, done))
+                self.inbox_ready.set()
+                await done  # pushed and its alerts published (or the error that stops the worker)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
             now = time.monotonic()
             if msgs:
@@ -319,27 +328,58 @@ class StreamWorker:
             if part.done_seq > part.saved_seq and (since >= self.options.checkpoint_seconds or caught_up):
                 await self._checkpoint(part, js)
 
-    def _process(self, part: Partition, msgs: list) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
+    async def _push_loop(self, js) -> None:  # type: ignore[no-untyped-def]
+        """Push what the partitions fetched, all of it at once, and publish its alerts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.inbox_ready.wait()
+            self.inbox_ready.clear()
+            items, self.inbox = self.inbox, []
+            if not items:
+                continue
+            try:
+                alerts, dead = await loop.run_in_executor(
+                    self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
+                # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
+                await self._publish(js, alerts, dead)
+            except BaseException as exc:
+                for _, _, done in items:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                raise
+            for _, _, done in items:
+                done.set_result(None)
+
+    def _process(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
         messages: list[Message] = []
+        owners: list[int] = []  # each message's partition
         dead: list[dict] = []
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
-            if seq <= part.done_seq:
-                continue  # delivered again; already in the engine's state
-            part.done_seq = seq
-            part.last_msg = msg
-            with self.pending_lock:
-                self.report.messages += 1
-            read = read_message(msg.data, msg.headers, f"{msg.subject}#{seq}", self.options.key, self.needed, dead)
-            if read is not None and read.frame.height:
-                messages.append(read)
-        rows = prepare(messages, part.engine, dead) if messages else None
+        parts = {part.number: part for part, _ in batches}
+        for part, msgs in batches:
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= part.done_seq:
+                    continue  # delivered again; already in the engine's state
+                part.done_seq = seq
+                part.last_msg = msg
+                with self.pending_lock:
+                    self.report.messages += 1
+                read = read_message(msg.data, msg.headers, f"{msg.subject}#{seq}", self.options.key, self.needed,
+                                    dead)
+                if read is not None and read.frame.height:
+                    messages.append(read)
+                    owners.append(part.number)
+        rows = prepare(messages, self.engine, dead, keep_message=True) if messages else None
         if rows is None:
             return pl.DataFrame(), dead
-        part.rows += rows.height
+        rows = rows.with_columns(pl.Series("_m", np.asarray(owners, np.int64)).gather(rows["_m"]).alias("_p"))
+        pushed = {int(number): frame.drop("_m", "_p")  # type: ignore[call-overload]
+                  for (number,), frame in rows.partition_by("_p", as_dict=True, maintain_order=True).items()}
+        for number, frame in pushed.items():
+            parts[number].rows += frame.height
         with self.pending_lock:
             self.report.rows += rows.height
-        result = part.engine.push(rows)
+        result = self.engine.push_many(pushed)
         for row in result.late.iter_rows(named=True):
             dead.append(dead_letter(row.pop("reason"), row))
         if result.alerts.height:
@@ -426,10 +466,10 @@ class StreamWorker:
         # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
         # Taken on the engine thread, between micro-batches
         delta = part.full_bytes > 0
-        state = await loop.run_in_executor(self.engine_pool, part.engine.capture, delta)
+        state = await loop.run_in_executor(self.engine_pool, self.engine.capture, delta, part.number)
         if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
             delta = False
-            state = await loop.run_in_executor(self.engine_pool, part.engine.capture)
+            state = await loop.run_in_executor(self.engine_pool, self.engine.capture, False, part.number)
         part.saving = asyncio.ensure_future(self._save(part, state, delta, part.done_seq, part.rows, part.last_msg))
         if wait:
             saving, part.saving = part.saving, None

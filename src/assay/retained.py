@@ -1,0 +1,109 @@
+"""The rows one detector keeps for one partition: the relevant rows still inside a window.
+
+A worker runs one engine for all its partitions, but SPEC's watermark belongs to each
+partition, so each partition's rows expire on their own clock. ``Retained`` holds one
+partition's rows in canonical order (they arrive in it: each micro-batch starts above the
+partition's watermark), appended at the end and cut at the front: they are the rows at
+positions [cut, appended) of every row the partition ever retained, so expiry cuts a
+prefix and a delta snapshot is the rows appended since the last one.
+
+Rows carry their partition in ``_seq`` (``partition << LANE_SHIFT | arrival number``):
+sequence numbers stay unique across the partitions of one engine, ties in ``ts`` break by
+arrival within a partition, and a row's partition is read off its ``_seq``. Partition 0's
+numbers are plain arrival numbers (a batch run, and checkpoints of earlier versions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from .key_index import KeyIndex, key_hashes
+
+LANE_SHIFT = 40  # a partition numbers up to 2**40 rows (a million a second for 12 days... x 1,000)
+
+
+def lane_base(partition: int) -> int:
+    """The first ``_seq`` of a partition's rows."""
+    return partition << LANE_SHIFT
+
+
+def lanes_of(seq: np.ndarray) -> tuple[list[int], list[np.ndarray | None], np.ndarray | None]:
+    """The partitions of these rows, a mask of each one's rows (None: all of them), and each
+    row's partition (None: one partition)."""
+    lane = seq >> LANE_SHIFT
+    if lane.size == 0 or lane[0] == lane[-1] and bool((lane == lane[0]).all()):
+        return [int(lane[0]) if lane.size else 0], [None], None
+    numbers = np.unique(lane)
+    return [int(n) for n in numbers], [lane == n for n in numbers], lane
+
+
+class Retained:
+    """One partition's retained rows of one detector, with the key index over them."""
+
+    def __init__(self, empty: pl.DataFrame):
+        self.rows = empty
+        self.cut = 0
+        self.appended = 0
+        self.saved = 0  # ``appended`` at the last snapshot
+        self.index: KeyIndex | None = None  # where each key's rows are (built when needed)
+
+    def of_keys(self, keys: pl.Series, hashes: Callable[[], np.ndarray], index_ratio: int) -> pl.DataFrame:
+        """The retained rows of these keys (``keys``: a micro-batch's; ``hashes`` gives theirs).
+
+        A micro-batch small against the state finds its keys' rows through the index (a hash
+        collision brings another key's rows along: the filter drops them); a large one
+        touches so many keys that one scan of the state is cheaper.
+        """
+        touched = pl.col("_key").is_in(keys.unique().implode())
+        if keys.len() * index_ratio <= self.rows.height:
+            if self.index is None:
+                self.index = KeyIndex.of(self.rows["_key"], self.cut)
+            positions = self.index.lookup(hashes(), self.cut)
+            return self.rows[positions - self.cut].filter(touched)
+        return self.rows.filter(touched)
+
+    def append(self, fresh: pl.DataFrame, hashes: np.ndarray | None) -> None:
+        if fresh.height == 0:
+            return
+        if self.index is not None:
+            if hashes is None:
+                hashes = key_hashes(fresh["_key"])
+            if not self.index.append(hashes, self.appended, self.cut):
+                self.index = None  # full: rebuilt from the rows when next needed
+        self.rows = pl.concat([self.rows, fresh]) if self.rows.height else fresh
+        self.appended += fresh.height
+        if self.rows.n_chunks() > 32:
+            self.rows = self.rows.rechunk()
+
+    def expire(self, cutoff_us: int) -> None:
+        """Drop the rows older than ``cutoff_us`` (a prefix: the rows are in ts order)."""
+        ts = self.rows["_ts"]
+        if ts.len() and ts[0] < cutoff_us:
+            drop = int(ts.search_sorted(cutoff_us, side="left"))
+            self.rows = self.rows.slice(drop)
+            self.cut += drop
+
+    def capture(self, delta: bool) -> tuple[dict[str, int], pl.DataFrame]:
+        """(positions, rows): every row, or (``delta``) those appended since the last capture."""
+        start = max(self.saved, self.cut) if delta else self.cut
+        self.saved = self.appended
+        return {"start": start, "cut": self.cut, "appended": self.appended}, self.rows.slice(start - self.cut)
+
+    def restore(self, delta: bool, start: int, cut: int, rows: pl.DataFrame) -> None:
+        if delta:
+            if start != max(self.appended, cut) or cut < self.cut:
+                raise ValueError("a delta checkpoint applied out of order")
+            kept = self.rows.slice(cut - self.cut)  # empty when every row was cut since
+            self.rows = pl.concat([kept, rows]).rechunk() if kept.height else rows
+        else:
+            # checkpoints of earlier versions kept rows grouped by key
+            self.rows = rows if rows["_ts"].is_sorted() else rows.sort(["_ts", "_seq"])
+        self.cut = cut
+        self.appended = self.saved = cut + self.rows.height
+        self.index = None
+
+
+__all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of"]
