@@ -220,7 +220,8 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
         await make_streams(nc.jetstream(), prefix)
 
         async def on_alert(msg) -> None:  # type: ignore[no-untyped-def]
-            got.append((json.loads(msg.data)["trigger_event_id"], time.perf_counter()))
+            alert = json.loads(msg.data)
+            got.append((alert["trigger_event_id"], time.perf_counter(), alert["scenario"]))
 
         await nc.subscribe("assay.alerts.bench", cb=on_alert)
         workers = start_workers(*files, url, prefix, CHECKPOINT)
@@ -233,7 +234,8 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
         await nc.close()
 
     asyncio.run(main())
-    lat = np.array([(t - sent_at[eid]) * 1000 for eid, t in got if eid in sent_at])
+    lat = np.array([(t - sent_at[eid]) * 1000 for eid, t, _ in got if eid in sent_at])
+    fan_in = np.array([scenario == "fan-in-1h" for eid, _, scenario in got if eid in sent_at], bool)
     if lat.size == 0:
         print("latency: no alerts received")
     else:
@@ -241,6 +243,10 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
               f"p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms "
               f"(p50 over the first fifth of the run {np.percentile(lat[:lat.size // 5], 50):.0f} ms, "
               f"the last fifth {np.percentile(lat[-lat.size // 5:], 50):.0f} ms)")
+        for name, mine in (("entity worker", lat[~fan_in]), ("counterparty worker", lat[fan_in])):
+            if mine.size:
+                print(f"  {name}: {mine.size:,} alerts, p50 {np.percentile(mine, 50):.0f} ms, "
+                      f"p99 {np.percentile(mine, 99):.0f} ms")
     asyncio.run(delete_streams(prefix))
     drop_database(url)
 

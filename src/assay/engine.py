@@ -163,7 +163,7 @@ class Engine:
     def push_many(self, batches: Mapping[int, pl.DataFrame]) -> PushResult:
         """Feed several partitions' next rows (each in arrival order) and evaluate what they
         release together: the alerts of pushing each partition on its own."""
-        ready: list[pl.DataFrame] = []
+        ready: list[tuple[int, pl.DataFrame]] = []
         late: list[pl.DataFrame] = []
         marks: dict[int, int] = {}
         for number, events in batches.items():
@@ -187,14 +187,16 @@ class Engine:
                 continue
             mark = marks[number] = lane.max_ts - self.lateness_us
             if self.lateness_us == 0:  # nothing is held: every row is at or below the largest ts
-                ready.append(held)
+                ready.append((number, held))
                 lane.held = held.clear()
                 continue
-            ready.append(held.filter(pl.col("ts").dt.epoch("us") <= mark))
+            ready.append((number, held.filter(pl.col("ts").dt.epoch("us") <= mark)))
             lane.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
-        ready = [r for r in ready if r.height]
-        released = pl.concat(ready, how="diagonal_relaxed") if len(ready) > 1 else ready[0] if ready else None
-        alerts = self._evaluate(released.sort(["ts", "_seq"])) if released is not None else empty_alerts()
+        # canonical order within each partition, partition after partition (detectors keep
+        # each partition's rows apart; keys belong to one partition)
+        runs = [r.sort(["ts", "_seq"]) for _, r in sorted(ready, key=lambda x: x[0]) if r.height]
+        released = pl.concat(runs, how="diagonal_relaxed") if len(runs) > 1 else runs[0] if runs else None
+        alerts = self._evaluate(released) if released is not None else empty_alerts()
         for number, mark in marks.items():
             self.expire(mark, number)
         return PushResult(alerts, pl.concat(late, how="diagonal_relaxed") if late else _no_late(batches))

@@ -30,14 +30,20 @@ def lane_base(partition: int) -> int:
     return partition << LANE_SHIFT
 
 
-def lanes_of(seq: np.ndarray) -> tuple[list[int], list[np.ndarray | None], np.ndarray | None]:
-    """The partitions of these rows, a mask of each one's rows (None: all of them), and each
-    row's partition (None: one partition)."""
+def lanes_of(seq: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray | None]:
+    """The partitions of rows with these ``_seq``, as (partition, start, stop) runs, and the
+    order that makes each partition's rows one run (None: they are already)."""
+    if seq.size == 0 or (seq[0] >> LANE_SHIFT) == (seq[-1] >> LANE_SHIFT) and \
+            bool(((seq >> LANE_SHIFT) == (seq[0] >> LANE_SHIFT)).all()):
+        return [(int(seq[0] >> LANE_SHIFT) if seq.size else 0, 0, seq.size)], None
     lane = seq >> LANE_SHIFT
-    if lane.size == 0 or lane[0] == lane[-1] and bool((lane == lane[0]).all()):
-        return [int(lane[0]) if lane.size else 0], [None], None
-    numbers = np.unique(lane)
-    return [int(n) for n in numbers], [lane == n for n in numbers], lane
+    order = None
+    if not bool((lane[1:] >= lane[:-1]).all()):  # the engine passes them in runs; others may not
+        order = np.argsort(lane, kind="stable")
+        lane = lane[order]
+    numbers, starts = np.unique(lane, return_index=True)
+    stops = [*starts[1:].tolist(), lane.size]
+    return [(int(n), int(a), int(b)) for n, a, b in zip(numbers, starts, stops, strict=True)], order
 
 
 class Retained:

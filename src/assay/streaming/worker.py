@@ -260,6 +260,9 @@ class StreamWorker:
                                      part.rows, None)
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
             await asyncio.to_thread(index_kernels.warm_up)
+            # partitions take turns to checkpoint: a pause of the engine and a write at a time
+            for i, part in enumerate(self.parts):
+                part.saved_at = time.monotonic() - self.options.checkpoint_seconds * i / len(self.parts)
             subs = [await self._subscribe(js, p) for p in self.parts]
             self.log(f"consumer {self.consumer}: partitions {numbers} of stream {self.stream}")
             tasks = [asyncio.create_task(self._consume(js, part, sub, stop))
