@@ -181,21 +181,26 @@ class Engine:
             if ts.size:
                 top = int(ts.max())
                 lane.max_ts = top if lane.max_ts is None else max(lane.max_ts, top)
-            held = rows if lane.held is None else pl.concat([lane.held, rows], how="diagonal_relaxed")
+            held = rows if lane.held is None or lane.held.height == 0 else \
+                pl.concat([lane.held, rows], how="diagonal_relaxed")
             if lane.max_ts is None or held.height == 0:
                 lane.held = held
                 continue
             mark = marks[number] = lane.max_ts - self.lateness_us
-            if self.lateness_us == 0:  # nothing is held: every row is at or below the largest ts
+            if self.lateness_us == 0:
+                # nothing is held (every row is at or below the largest ts), and the rows that
+                # were not too late are in canonical order already (each one at or above the ts before)
                 ready.append((number, held))
                 lane.held = held.clear()
                 continue
-            ready.append((number, held.filter(pl.col("ts").dt.epoch("us") <= mark)))
+            ready.append((number, held.filter(pl.col("ts").dt.epoch("us") <= mark).sort(["ts", "_seq"])))
             lane.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
         # canonical order within each partition, partition after partition (detectors keep
         # each partition's rows apart; keys belong to one partition)
-        runs = [r.sort(["ts", "_seq"]) for _, r in sorted(ready, key=lambda x: x[0]) if r.height]
-        released = pl.concat(runs, how="diagonal_relaxed") if len(runs) > 1 else runs[0] if runs else None
+        runs = [r for _, r in sorted(ready, key=lambda x: x[0]) if r.height]
+        same = all(r.schema == runs[0].schema for r in runs)
+        released = (pl.concat(runs) if same else pl.concat(runs, how="diagonal_relaxed")) if len(runs) > 1 \
+            else runs[0] if runs else None
         alerts = self._evaluate(released) if released is not None else empty_alerts()
         for number, mark in marks.items():
             self.expire(mark, number)
@@ -302,8 +307,13 @@ class Engine:
         if len(self.lanes) == 1:
             next(iter(self.lanes.values())).event_rows.add(counts)
             return
-        for (number,), part in counts.partition_by("_lane", as_dict=True).items():
-            self.lane(int(number)).event_rows.add(part)  # type: ignore[call-overload]
+        # one sort for every partition; each partition's ids are then a slice
+        counts = counts.sort("_lane", "_last")
+        lanes = counts["_lane"].to_numpy()
+        numbers, starts = np.unique(lanes, return_index=True)
+        for number, start, stop in zip(numbers.tolist(), starts.tolist(), [*starts[1:].tolist(), lanes.size],
+                                       strict=True):
+            self.lane(number).event_rows.add(counts.slice(start, stop - start), in_order=True)
 
     def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
         parts = []

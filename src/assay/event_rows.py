@@ -30,13 +30,15 @@ class EventRows:
         self.stale = False  # after ``apply``: the expiry lists are rebuilt before they are used
         self.log: list[pl.DataFrame | list[str]] = []
 
-    def add(self, counts: pl.DataFrame) -> None:
-        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``."""
+    def add(self, counts: pl.DataFrame, in_order: bool = False) -> None:
+        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last`` (``in_order``:
+        sorted by ``_last`` already)."""
         if counts.height == 0:
             return
         if self.stale:
             self._rebuild()
-        counts = counts.sort("_last")
+        if not in_order:
+            counts = counts.sort("_last")
         if self.tracking:
             self.log.append(counts.select("event_id", "_n", "_last"))
         ids = counts["event_id"].to_list()

@@ -55,6 +55,7 @@ class Retained:
         self.appended = 0
         self.saved = 0  # ``appended`` at the last snapshot
         self.index: KeyIndex | None = None  # where each key's rows are (built when needed)
+        self.first_ts: int | None = None  # of the first row (None: no rows), for ``expire``
 
     def of_keys(self, keys: pl.Series, hashes: Callable[[], np.ndarray], index_ratio: int) -> pl.DataFrame:
         """The retained rows of these keys (``keys``: a micro-batch's; ``hashes`` gives theirs).
@@ -79,18 +80,24 @@ class Retained:
                 hashes = key_hashes(fresh["_key"])
             if not self.index.append(hashes, self.appended, self.cut):
                 self.index = None  # full: rebuilt from the rows when next needed
-        self.rows = pl.concat([self.rows, fresh]) if self.rows.height else fresh
+        if self.rows.height:
+            self.rows = pl.concat([self.rows, fresh])
+        else:
+            self.rows = fresh
+            self.first_ts = fresh["_ts"][0]
         self.appended += fresh.height
         if self.rows.n_chunks() > 32:
             self.rows = self.rows.rechunk()
 
     def expire(self, cutoff_us: int) -> None:
         """Drop the rows older than ``cutoff_us`` (a prefix: the rows are in ts order)."""
+        if self.first_ts is None or self.first_ts >= cutoff_us:
+            return
         ts = self.rows["_ts"]
-        if ts.len() and ts[0] < cutoff_us:
-            drop = int(ts.search_sorted(cutoff_us, side="left"))
-            self.rows = self.rows.slice(drop)
-            self.cut += drop
+        drop = int(ts.search_sorted(cutoff_us, side="left"))
+        self.rows = self.rows.slice(drop)
+        self.cut += drop
+        self.first_ts = ts[drop] if drop < ts.len() else None
 
     def capture(self, delta: bool) -> tuple[dict[str, int], pl.DataFrame]:
         """(positions, rows): every row, or (``delta``) those appended since the last capture."""
@@ -110,6 +117,7 @@ class Retained:
         self.cut = cut
         self.appended = self.saved = cut + self.rows.height
         self.index = None
+        self.first_ts = self.rows["_ts"][0] if self.rows.height else None
 
 
 __all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of"]

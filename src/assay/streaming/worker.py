@@ -86,6 +86,7 @@ SINK_ALERTS = 5000
 # and restoring a small state with up to this many bytes of deltas takes a second or two
 FULL_AFTER_BYTES = 256 * 1024 * 1024
 PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
+LINGER_SECONDS = 0.01  # a push waits this long at most for the other partitions' messages
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
@@ -302,10 +303,15 @@ class StreamWorker:
             # sizes unknown yet: a few messages first
             batch = min(self.options.fetch, 16) if not part.message_bytes else \
                 max(1, min(self.options.fetch, int(budget / part.message_bytes)))
+            tf = time.monotonic()
             try:
                 msgs = await sub.fetch(batch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
+            import os
+            if os.environ.get("ASSAY_TRACE"):
+                with open(os.environ["ASSAY_TRACE"], "a") as fh:
+                    fh.write(f"fetch{os.getpid()} {tf:.3f} part {part.number} took {1000*(time.monotonic()-tf):.1f} msgs {len(msgs)}\n")
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
@@ -336,15 +342,29 @@ class StreamWorker:
         loop = asyncio.get_running_loop()
         while True:
             await self.inbox_ready.wait()
+            # the other partitions' fetches are on their way: one push for all is cheaper
+            # than one each (a push has a fixed cost), and waiting LINGER_SECONDS at most
+            # costs less latency than a second push would
+            waited = 0.0
+            while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and waited < LINGER_SECONDS:
+                await asyncio.sleep(0.002)
+                waited += 0.002
             self.inbox_ready.clear()
             items, self.inbox = self.inbox, []
             if not items:
                 continue
             try:
+                t0 = time.monotonic()
                 alerts, dead = await loop.run_in_executor(
                     self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
+                t1 = time.monotonic()
                 # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
                 await self._publish(js, alerts, dead)
+                t2 = time.monotonic()
+                import os
+                if os.environ.get("ASSAY_TRACE"):
+                    with open(os.environ["ASSAY_TRACE"], "a") as fh:
+                        fh.write(f"push{os.getpid()} {t0:.3f} parts {len(items)} msgs {sum(len(m) for _, m, _ in items)} alerts {alerts.height} process {1000*(t1-t0):.1f} publish {1000*(t2-t1):.1f}\n")
             except BaseException as exc:
                 for _, _, done in items:
                     if not done.done():
@@ -354,6 +374,15 @@ class StreamWorker:
                 done.set_result(None)
 
     def _process(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
+        import os
+        t0 = time.monotonic()
+        out = self._process2(batches)
+        if os.environ.get("ASSAY_TRACE"):
+            with open(os.environ["ASSAY_TRACE"], "a") as fh:
+                fh.write(f"inner{os.getpid()} {t0:.3f} prep {1000*(self._t_push-t0):.1f} push {1000*(time.monotonic()-self._t_push):.1f}\n")
+        return out
+
+    def _process2(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
         messages: list[Message] = []
         owners: list[int] = []  # each message's partition
         dead: list[dict] = []
@@ -374,6 +403,7 @@ class StreamWorker:
                     owners.append(part.number)
         rows = prepare(messages, self.engine, dead, keep_message=True) if messages else None
         if rows is None:
+            self._t_push = time.monotonic()
             return pl.DataFrame(), dead
         rows = rows.with_columns(pl.Series("_m", np.asarray(owners, np.int64)).gather(rows["_m"]).alias("_p"))
         pushed = {int(number): frame.drop("_m", "_p")  # type: ignore[call-overload]
@@ -382,6 +412,7 @@ class StreamWorker:
             parts[number].rows += frame.height
         with self.pending_lock:
             self.report.rows += rows.height
+        self._t_push = time.monotonic()
         result = self.engine.push_many(pushed)
         for row in result.late.iter_rows(named=True):
             dead.append(dead_letter(row.pop("reason"), row))
@@ -469,7 +500,12 @@ class StreamWorker:
         # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
         # Taken on the engine thread, between micro-batches
         delta = part.full_bytes > 0
+        tc = time.monotonic()
         state = await loop.run_in_executor(self.engine_pool, self.engine.capture, delta, part.number)
+        import os
+        if os.environ.get("ASSAY_TRACE"):
+            with open(os.environ["ASSAY_TRACE"], "a") as fh:
+                fh.write(f"capture{os.getpid()} {tc:.3f} part {part.number} took {1000*(time.monotonic()-tc):.1f}\n")
         if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
             delta = False
             state = await loop.run_in_executor(self.engine_pool, self.engine.capture, False, part.number)
