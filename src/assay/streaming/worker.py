@@ -303,15 +303,10 @@ class StreamWorker:
             # sizes unknown yet: a few messages first
             batch = min(self.options.fetch, 16) if not part.message_bytes else \
                 max(1, min(self.options.fetch, int(budget / part.message_bytes)))
-            tf = time.monotonic()
             try:
                 msgs = await sub.fetch(batch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
-            import os
-            if os.environ.get("ASSAY_TRACE"):
-                with open(os.environ["ASSAY_TRACE"], "a") as fh:
-                    fh.write(f"fetch{os.getpid()} {tf:.3f} part {part.number} took {1000*(time.monotonic()-tf):.1f} msgs {len(msgs)}\n")
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
@@ -354,17 +349,10 @@ class StreamWorker:
             if not items:
                 continue
             try:
-                t0 = time.monotonic()
                 alerts, dead = await loop.run_in_executor(
                     self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
-                t1 = time.monotonic()
                 # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
                 await self._publish(js, alerts, dead)
-                t2 = time.monotonic()
-                import os
-                if os.environ.get("ASSAY_TRACE"):
-                    with open(os.environ["ASSAY_TRACE"], "a") as fh:
-                        fh.write(f"push{os.getpid()} {t0:.3f} parts {len(items)} msgs {sum(len(m) for _, m, _ in items)} alerts {alerts.height} process {1000*(t1-t0):.1f} publish {1000*(t2-t1):.1f}\n")
             except BaseException as exc:
                 for _, _, done in items:
                     if not done.done():
@@ -374,15 +362,6 @@ class StreamWorker:
                 done.set_result(None)
 
     def _process(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
-        import os
-        t0 = time.monotonic()
-        out = self._process2(batches)
-        if os.environ.get("ASSAY_TRACE"):
-            with open(os.environ["ASSAY_TRACE"], "a") as fh:
-                fh.write(f"inner{os.getpid()} {t0:.3f} prep {1000*(self._t_push-t0):.1f} push {1000*(time.monotonic()-self._t_push):.1f}\n")
-        return out
-
-    def _process2(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
         messages: list[Message] = []
         owners: list[int] = []  # each message's partition
         dead: list[dict] = []
@@ -403,7 +382,6 @@ class StreamWorker:
                     owners.append(part.number)
         rows = prepare(messages, self.engine, dead, keep_message=True) if messages else None
         if rows is None:
-            self._t_push = time.monotonic()
             return pl.DataFrame(), dead
         rows = rows.with_columns(pl.Series("_m", np.asarray(owners, np.int64)).gather(rows["_m"]).alias("_p"))
         pushed = {int(number): frame.drop("_m", "_p")  # type: ignore[call-overload]
@@ -412,7 +390,6 @@ class StreamWorker:
             parts[number].rows += frame.height
         with self.pending_lock:
             self.report.rows += rows.height
-        self._t_push = time.monotonic()
         result = self.engine.push_many(pushed)
         for row in result.late.iter_rows(named=True):
             dead.append(dead_letter(row.pop("reason"), row))
@@ -500,12 +477,7 @@ class StreamWorker:
         # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
         # Taken on the engine thread, between micro-batches
         delta = part.full_bytes > 0
-        tc = time.monotonic()
         state = await loop.run_in_executor(self.engine_pool, self.engine.capture, delta, part.number)
-        import os
-        if os.environ.get("ASSAY_TRACE"):
-            with open(os.environ["ASSAY_TRACE"], "a") as fh:
-                fh.write(f"capture{os.getpid()} {tc:.3f} part {part.number} took {1000*(time.monotonic()-tc):.1f}\n")
         if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
             delta = False
             state = await loop.run_in_executor(self.engine_pool, self.engine.capture, False, part.number)
