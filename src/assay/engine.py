@@ -23,7 +23,7 @@ from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
-from .retained import lane_base
+from .retained import LANE_SHIFT, lane_base
 from .scenarios import ScenarioFile
 from .snapshots import frame_from_bytes, frame_to_bytes, frames_to_bytes, join_parts, split_parts
 
@@ -357,8 +357,10 @@ class Engine:
         # numbered within the partition (docs/streaming.md)
         same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
-        earlier = [lane.event_rows.counts(triggers.to_list()).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
-                   for number, lane in self.lanes.items() if len(lane.event_rows)]
+        alerted = set((found["_seq"].to_numpy() >> LANE_SHIFT).tolist())  # the partitions with alerts
+        ids = triggers.to_list()
+        earlier = [lane.event_rows.counts(ids).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
+                   for number, lane in self.lanes.items() if number in alerted and len(lane.event_rows)]
         if earlier:
             same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
