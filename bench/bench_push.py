@@ -1,12 +1,14 @@
 """Micro-batch cost: one engine fed by ``Engine.push``, side by side with a batch run.
 
-    python bench/bench_push.py [--sizes 100,1000,4000] [--warm 200000] [--pushes 30]
+    python bench/bench_push.py [--sizes 100,1000,4000] [--warm 200000] [--pushes 30] [--partitions 1]
 
 The stream benchmark's entity scenarios (the core benchmark's 1,000-combination pack and
 four entity aggregates) on the core benchmark's events: the engine first takes --warm rows
 (so that it carries a realistic state), then --pushes micro-batches of each size are timed.
 Prints milliseconds per push, the rows/s that gives, and the batch engine's rows/s over
-the same rows (``assay.run``) for comparison.
+the same rows (``assay.run``) for comparison. ``--partitions P``: rows go to P partitions
+by entity (as ``assay publish`` sends them) and each push carries every partition's share
+(``Engine.push_many``, as a worker pushes what its partitions fetched).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import assay  # noqa: E402
 from assay.engine import Engine  # noqa: E402
 from assay.scenarios import load_scenarios  # noqa: E402
+from assay.streaming.wire import partitions_of  # noqa: E402
 from bench_core import generate  # noqa: E402
 from bench_stream import scenario_files  # noqa: E402
 
@@ -32,6 +35,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,4000")
     parser.add_argument("--warm", type=int, default=200_000)
     parser.add_argument("--pushes", type=int, default=30)
+    parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="assay-bench-push-"))
@@ -39,15 +43,21 @@ def main() -> None:
     spec = load_scenarios(entity_yaml)
     need = args.warm + args.pushes * max(sizes)
     events = assay.read_events(pl.read_parquet(generate(10_000_000), n_rows=need)).events
+    partition = pl.Series("_p", partitions_of(events["entity"], args.partitions))
+
+    def split(start: int, size: int) -> dict[int, pl.DataFrame]:
+        rows, parts = events.slice(start, size), partition.slice(start, size)
+        return {p: rows.filter(parts == p) for p in range(args.partitions)}
     print(f"{'rows/push':>10}{'ms/push':>10}{'rows/s':>12}{'batch rows/s':>14}{'batch / push':>14}")
     for size in sizes:
         engine = Engine(spec)
         for start in range(0, args.warm, 20_000):
-            engine.push(events.slice(start, min(20_000, args.warm - start)))
+            engine.push_many(split(start, min(20_000, args.warm - start)))
         fed = events.slice(args.warm, args.pushes * size)
+        batches = [split(args.warm + k * size, size) for k in range(args.pushes)]
         started = time.perf_counter()
-        for k in range(args.pushes):
-            engine.push(fed.slice(k * size, size))
+        for batch in batches:
+            engine.push_many(batch)
         took = (time.perf_counter() - started) / args.pushes
         t = time.perf_counter()
         assay.run(spec, fed)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -226,6 +228,10 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
         await nc.subscribe("assay.alerts.bench", cb=on_alert)
         workers = start_workers(*files, url, prefix, CHECKPOINT)
         await asyncio.sleep(6)
+        # the harness's own objects (a million rows in messages) out of the cycle collector's
+        # full passes, which would pause the publisher and the alert subscriber
+        gc.collect()
+        gc.freeze()
         await publish(prefix, msgs, rate, 500, sent_at)
         await asyncio.sleep(3)
         for w in workers:
@@ -235,6 +241,9 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
 
     asyncio.run(main())
     lat = np.array([(t - sent_at[eid]) * 1000 for eid, t, _ in got if eid in sent_at])
+    if os.environ.get("BENCH_LATENCIES"):  # (received at, latency ms) of each alert, for a closer look
+        np.save(os.environ["BENCH_LATENCIES"], np.array([(t, (t - sent_at[eid]) * 1000) for eid, t, _ in got
+                                                          if eid in sent_at]))
     fan_in = np.array([scenario == "fan-in-1h" for eid, _, scenario in got if eid in sent_at], bool)
     if lat.size == 0:
         print("latency: no alerts received")

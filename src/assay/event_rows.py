@@ -11,6 +11,14 @@ import polars as pl
 EVENT_ROWS_SCHEMA = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
 
 
+_N_BITS = 32  # a value is (last ts << _N_BITS) | rows
+_N_MASK = (1 << _N_BITS) - 1
+
+
+def _pack(n: int, last: int) -> int:
+    return (last << _N_BITS) | n
+
+
 class EventRows:
     """How many rows each event_id has had, and the ts of its last row, in a stream.
 
@@ -19,16 +27,22 @@ class EventRows:
     canonical order (each starts above the previous watermark), so those lists are in ts
     order one after the other and expiry reads only what expires. Nothing here costs
     what the stream remembers, only what a micro-batch brings.
+
+    The dict holds a stream's millions of ids, so it holds nothing Python's cycle collector
+    looks into: str keys and int values (rows and last ts packed in one int; a dict of
+    atomic objects is not tracked), and the expiry lists are Arrow-backed Series. With a
+    (rows, ts) tuple per id, each full collection walked every id and paused the worker
+    for 100-180 ms.
     """
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[int, int]] = {}
-        self.batches: deque[list] = deque()  # [lasts (ascending, NumPy), ids, first unread]
+        self.rows: dict[str, int] = {}  # id -> _pack(rows, last ts)
+        self.batches: deque[list] = deque()  # [lasts (ascending, NumPy), ids (Series), first unread]
         # since the last snapshot, once snapshots are taken: what was added and forgotten, in
-        # order (the micro-batches' count frames, lists of forgotten ids), for a delta
+        # order (the micro-batches' count frames, Series of forgotten ids), for a delta
         self.tracking = False
         self.stale = False  # after ``apply``: the expiry lists are rebuilt before they are used
-        self.log: list[pl.DataFrame | list[str]] = []
+        self.log: list[pl.DataFrame | pl.Series] = []
 
     def add(self, counts: pl.DataFrame, in_order: bool = False) -> None:
         """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last`` (``in_order``:
@@ -41,14 +55,14 @@ class EventRows:
             counts = counts.sort("_last")
         if self.tracking:
             self.log.append(counts.select("event_id", "_n", "_last"))
-        ids = counts["event_id"].to_list()
+        ids = counts["event_id"]
         lasts = counts["_last"].to_numpy()
-        batch = dict(zip(ids, zip(counts["_n"].to_list(), lasts.tolist(), strict=True), strict=True))
+        packed = (lasts.astype(object) << _N_BITS) | counts["_n"].to_numpy().astype(object)
+        batch = dict(zip(ids.to_list(), packed.tolist(), strict=True))
         rows = self.rows
         for eid in rows.keys() & batch.keys():  # ids seen before: few
-            n, last = batch[eid]
-            old_n, old_last = rows[eid]
-            batch[eid] = (old_n + n, max(old_last, last))
+            new, old = batch[eid], rows[eid]
+            batch[eid] = _pack((old & _N_MASK) + (new & _N_MASK), max(old >> _N_BITS, new >> _N_BITS))
         rows.update(batch)
         self.batches.append([lasts, ids, 0])
 
@@ -62,20 +76,26 @@ class EventRows:
             entry = self.batches[0]
             lasts, ids, start = entry
             stop = int(np.searchsorted(lasts, cutoff_us, side="left"))
-            for eid, last in zip(ids[start:stop], lasts[start:stop].tolist(), strict=True):
-                seen = rows.get(eid)
-                if seen is not None and seen[1] == last:  # else a later row moved it on
-                    del rows[eid]
-                    gone.append(eid)
+            if stop > start:
+                for eid, last in zip(ids.slice(start, stop - start).to_list(), lasts[start:stop].tolist(),
+                                     strict=True):
+                    seen = rows.get(eid)
+                    if seen is not None and seen >> _N_BITS == last:  # else a later row moved it on
+                        del rows[eid]
+                        gone.append(eid)
             if stop < len(ids):
                 entry[2] = stop
                 break
             self.batches.popleft()
         if self.tracking and gone:
-            self.log.append(gone)
+            self.log.append(pl.Series("_eid", gone, dtype=pl.String))
+
+    def items(self) -> dict[str, tuple[int, int]]:
+        """Every id's (rows, last ts)."""
+        return {eid: (v & _N_MASK, v >> _N_BITS) for eid, v in self.rows.items()}
 
     def counts(self, ids: list[str]) -> pl.DataFrame:
-        known = [(eid, self.rows[eid][0]) for eid in ids if eid in self.rows]
+        known = [(eid, self.rows[eid] & _N_MASK) for eid in ids if eid in self.rows]
         return pl.DataFrame({"_eid": [k[0] for k in known], "_n": [k[1] for k in known]},
                             schema={"_eid": pl.String, "_n": pl.Int64})
 
@@ -92,7 +112,7 @@ class EventRows:
             steps = []
             for i, entry in enumerate(self.log):
                 step = entry.rename({"event_id": "_eid"}) if isinstance(entry, pl.DataFrame) else \
-                    pl.DataFrame({"_eid": entry}, schema={"_eid": pl.String}).with_columns(
+                    entry.to_frame("_eid").with_columns(
                         pl.lit(None, pl.Int64).alias("_n"), pl.lit(None, pl.Int64).alias("_last"))
                 steps.append(step.with_columns(pl.lit(i, pl.Int32).alias("_step")))
             out: pl.DataFrame | Callable[[], pl.DataFrame] = pl.concat(steps) if steps else \
@@ -101,8 +121,9 @@ class EventRows:
             rows = dict(self.rows)
 
             def out() -> pl.DataFrame:
-                n, last = zip(*rows.values(), strict=True) if rows else ((), ())
-                return pl.DataFrame({"_eid": list(rows), "_n": n, "_last": last}, schema=EVENT_ROWS_SCHEMA)
+                packed = list(rows.values())  # Python ints: a ts in µs and a count need more than 64 bits
+                return pl.DataFrame({"_eid": list(rows), "_n": [v & _N_MASK for v in packed],
+                                     "_last": [v >> _N_BITS for v in packed]}, schema=EVENT_ROWS_SCHEMA)
         self.tracking = True
         self.log = []
         return out
@@ -123,16 +144,17 @@ class EventRows:
                     raise ValueError("a delta checkpoint applied out of order (it forgets an unknown event id)")
             else:
                 old = rows.get(eid)
-                rows[eid] = (n, last) if old is None else (old[0] + n, max(old[1], last))
+                rows[eid] = _pack(n, last) if old is None else \
+                    _pack((old & _N_MASK) + n, max(old >> _N_BITS, last))
         self.stale = True
 
     def _rebuild(self) -> None:
         """The expiry lists anew, as one list of the whole dict (expiry reads only (last, id))."""
         self.stale = False
-        ids = list(self.rows)
-        lasts = np.array([v[1] for v in self.rows.values()], dtype=np.int64)
+        ids = pl.Series("event_id", list(self.rows), dtype=pl.String)
+        lasts = np.array([v >> _N_BITS for v in self.rows.values()], dtype=np.int64)
         order = np.argsort(lasts, kind="stable")
-        self.batches = deque([[lasts[order], [ids[i] for i in order.tolist()], 0]])
+        self.batches = deque([[lasts[order], ids.gather(order), 0]])
 
     def __len__(self) -> int:
         return len(self.rows)
