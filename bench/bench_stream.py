@@ -42,6 +42,7 @@ from bench_core import cases, generate, to_yaml  # noqa: E402
 NATS_URL = "nats://127.0.0.1:4222"
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PARTITIONS = 8
+ENTITY_WORKERS = 1
 FETCH = "1000"
 CHECKPOINT = "10s"
 
@@ -89,15 +90,19 @@ def checkpointed_rows(url: str) -> dict[str, int]:
 
 
 def start_workers(entity_yaml: Path, cp_yaml: Path, url: str, prefix: str, checkpoint: str) -> list[subprocess.Popen]:
+    """The entity stream's partitions divided among ENTITY_WORKERS workers, and one for the fan-in."""
     exe = Path(sys.executable).parent / "assay"
-    common = ["--nats", NATS_URL, "--store", url, "--partitions", f"0-{PARTITIONS - 1}", "--fetch", FETCH,
-              "--checkpoint-every", checkpoint]
-    return [
-        subprocess.Popen([str(exe), "stream", str(entity_yaml), "--subject", f"{prefix}.entity", "--consumer",
-                          "entity", *common], stdout=subprocess.DEVNULL),
-        subprocess.Popen([str(exe), "stream", str(cp_yaml), "--subject", f"{prefix}.cp", "--key", "counterparty",
-                          "--consumer", "cp", *common], stdout=subprocess.DEVNULL),
-    ]
+    common = ["--nats", NATS_URL, "--store", url, "--fetch", FETCH, "--checkpoint-every", checkpoint]
+    workers = []
+    for ranks in np.array_split(np.arange(PARTITIONS), ENTITY_WORKERS):
+        if ranks.size:
+            workers.append(subprocess.Popen(
+                [str(exe), "stream", str(entity_yaml), "--subject", f"{prefix}.entity", "--consumer", "entity",
+                 "--partitions", f"{ranks[0]}-{ranks[-1]}", *common], stdout=subprocess.DEVNULL))
+    workers.append(subprocess.Popen(
+        [str(exe), "stream", str(cp_yaml), "--subject", f"{prefix}.cp", "--key", "counterparty", "--consumer", "cp",
+         "--partitions", f"0-{PARTITIONS - 1}", *common], stdout=subprocess.DEVNULL))
+    return workers
 
 
 def messages(events: pl.DataFrame, batch: int) -> list[tuple[str, int, pl.DataFrame]]:
@@ -261,7 +266,7 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
 
 
 def main() -> None:
-    global PARTITIONS, CHECKPOINT
+    global PARTITIONS, CHECKPOINT, ENTITY_WORKERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows for the throughput run")
     parser.add_argument("--rate", type=float, default=50_000, help="events/s for the latency run")
@@ -269,8 +274,10 @@ def main() -> None:
     parser.add_argument("--skip", choices=("throughput", "latency"), help="leave one part out")
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions per stream")
     parser.add_argument("--checkpoint-every", default=CHECKPOINT, help="the workers' --checkpoint-every")
+    parser.add_argument("--entity-workers", type=int, default=ENTITY_WORKERS,
+                        help="workers dividing the entity stream's partitions (one Python process uses one core)")
     args = parser.parse_args()
-    PARTITIONS, CHECKPOINT = args.partitions, args.checkpoint_every
+    PARTITIONS, CHECKPOINT, ENTITY_WORKERS = args.partitions, args.checkpoint_every, args.entity_workers
     folder = Path(__file__).resolve().parent / "data"
     folder.mkdir(exist_ok=True)
     files = scenario_files(folder)
