@@ -57,20 +57,15 @@ class Retained:
         self.index: KeyIndex | None = None  # where each key's rows are (built when needed)
         self.first_ts: int | None = None  # of the first row (None: no rows), for ``expire``
 
-    def of_keys(self, keys: pl.Series, hashes: Callable[[], np.ndarray], index_ratio: int) -> pl.DataFrame:
-        """The retained rows of these keys (``keys``: a micro-batch's; ``hashes`` gives theirs).
-
-        A micro-batch small against the state finds its keys' rows through the index (a hash
-        collision brings another key's rows along: the filter drops them); a large one
-        touches so many keys that one scan of the state is cheaper.
-        """
-        touched = pl.col("_key").is_in(keys.unique().implode())
-        if keys.len() * index_ratio <= self.rows.height:
-            if self.index is None:
-                self.index = KeyIndex.of(self.rows["_key"], self.cut)
-            positions = self.index.lookup(hashes(), self.cut)
-            return self.rows[positions - self.cut].filter(touched)
-        return self.rows.filter(touched)
+    def positions(self, rows: int, hashes: Callable[[], np.ndarray], index_ratio: int) -> np.ndarray | None:
+        """Where the rows of a micro-batch's keys are, relative to ``cut`` (a superset: a hash
+        collision brings another key's rows along), or None when ``rows`` fresh rows are so
+        many that scanning every retained row is cheaper than gathering through the index."""
+        if rows * index_ratio > self.rows.height:
+            return None
+        if self.index is None:
+            self.index = KeyIndex.of(self.rows["_key"], self.cut)
+        return self.index.lookup(hashes(), self.cut) - self.cut
 
     def append(self, fresh: pl.DataFrame, hashes: np.ndarray | None) -> None:
         if fresh.height == 0:
