@@ -1,0 +1,53 @@
+"""A partition's retained rows, and how a micro-batch's rows are told apart by partition."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from assay.retained import LANE_SHIFT, Retained, lane_base, lanes_of
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1000)), max_size=60))
+def test_lanes_of_gives_each_partitions_rows_as_one_run_in_their_order(rows):
+    seq = np.array([lane_base(lane) + n for lane, n in rows], np.int64)
+    runs, order = lanes_of(seq)
+    arranged = seq if order is None else seq[order]
+    if seq.size == 0:
+        assert runs == [(0, 0, 0)]
+        return
+    assert [r[0] for r in runs] == sorted({lane for lane, _ in rows})
+    assert runs[0][1] == 0 and runs[-1][2] == seq.size
+    for (lane, start, stop), nxt in zip(runs, [*runs[1:], None], strict=True):
+        part = arranged[start:stop]
+        assert (part >> LANE_SHIFT == lane).all()
+        # within a partition, the rows keep the order they came in
+        assert part.tolist() == [s for s in seq.tolist() if s >> LANE_SHIFT == lane]
+        if nxt is not None:
+            assert stop == nxt[1]
+
+
+def frame(ts: list[int], key: str = "k") -> pl.DataFrame:
+    return pl.DataFrame({"_key": [key] * len(ts), "_ts": ts, "_eid": [f"e{t}" for t in ts],
+                         "_seq": list(range(len(ts))), "_val": [0.0] * len(ts)},
+                        schema={"_key": pl.String, "_ts": pl.Int64, "_eid": pl.String, "_seq": pl.Int64,
+                                "_val": pl.Float64})
+
+
+def test_expiry_cuts_a_prefix_and_deltas_carry_what_was_appended_since():
+    kept = Retained(frame([]))
+    kept.append(frame([1, 2, 3]), None)
+    full_positions, full_rows = kept.capture(delta=False)
+    kept.append(frame([4, 5]), None)
+    kept.expire(3)  # rows before ts 3 leave
+    assert kept.rows["_ts"].to_list() == [3, 4, 5] and kept.cut == 2
+    positions, rows = kept.capture(delta=True)
+    assert positions == {"start": 3, "cut": 2, "appended": 5} and rows["_ts"].to_list() == [4, 5]
+    again = Retained(frame([]))
+    again.restore(False, 0, full_positions["cut"], full_rows)
+    again.restore(True, positions["start"], positions["cut"], rows)
+    assert again.rows.equals(kept.rows) and again.first_ts == 3
+    again.expire(10)
+    assert again.rows.height == 0 and again.first_ts is None and again.cut == 5
