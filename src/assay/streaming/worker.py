@@ -282,9 +282,12 @@ class StreamWorker:
                 await asyncio.gather(*tasks)
             finally:
                 stop.set()
-                pushing.cancel()  # idle: every partition's last micro-batch was pushed
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pushing
+                # after a failure the other tasks are stopped here, not left to fail on the closed
+                # connection (and be reported at exit); after a stop they have all returned, and
+                # the push loop is idle: every partition's last micro-batch was pushed
+                for task in (*tasks, pushing):
+                    task.cancel()
+                await asyncio.gather(*tasks, pushing, return_exceptions=True)
             for part in self.parts:  # drain: what was processed is stored, checkpointed and acknowledged
                 await self._checkpoint(part, js, wait=True)
             await nc.flush()
