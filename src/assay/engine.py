@@ -92,6 +92,7 @@ class Engine:
         self.workers = min(2, os.cpu_count() or 1)
         self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
         self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
+        self._tables: dict[int, pl.DataFrame] = {}  # per detector (by id): its scenarios' fields
         self.lanes: dict[int, Lane] = {}
         # with a pushed-down batch: (event_id, ts, _seq) of every row, for trigger positions
         self._all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None
@@ -315,12 +316,11 @@ class Engine:
                                        strict=True):
             self.lane(number).event_rows.add(counts.slice(start, stop - start), in_order=True)
 
-    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
-        parts = []
-        for det, cands in found:
-            if cands.height == 0:
-                continue
-            table = pl.DataFrame({
+    def _scenario_table(self, det: Detector) -> pl.DataFrame:
+        """A detector's scenarios' fields for its alerts (built once: a pack has a thousand)."""
+        table = self._tables.get(id(det))
+        if table is None:
+            table = self._tables[id(det)] = pl.DataFrame({
                 "_scen": np.arange(len(det.scenarios), dtype=np.int64),
                 "_sid": [s.id for s in det.scenarios],
                 "_order": [self.order[s.id] for s in det.scenarios],
@@ -328,7 +328,14 @@ class Engine:
                 "threshold": [s.threshold_value for s in det.scenarios],
                 "severity": [s.severity for s in det.scenarios],
             })
-            parts.append(cands.join(table, on="_scen", how="left"))
+        return table
+
+    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
+        parts = []
+        for det, cands in found:
+            if cands.height == 0:
+                continue
+            parts.append(cands.join(self._scenario_table(det), on="_scen", how="left"))
         if not parts:
             return empty_alerts()
         found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
