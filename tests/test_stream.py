@@ -250,7 +250,7 @@ def test_bad_and_late_data_go_to_the_dead_letter_subject(pg_url, nats_subject):
 def test_a_lost_delivery_is_noticed_and_nothing_after_it_is_processed():
     from types import SimpleNamespace
 
-    from assay.streaming.worker import Partition, in_order
+    from assay.streaming.partitions import Partition, in_order
 
     def msg(delivery: int) -> SimpleNamespace:  # the two fields in_order reads of a JetStream message
         return SimpleNamespace(metadata=SimpleNamespace(sequence=SimpleNamespace(consumer=delivery)))

@@ -89,7 +89,8 @@ def run_stream(args: argparse.Namespace) -> int:
     from .scenarios import load_scenarios
     from .store import open_store
     from .streaming.checkpoints import reset_checkpoints
-    from .streaming.worker import StreamWorker, WorkerOptions, parse_partitions
+    from .streaming.partitions import parse_partitions
+    from .streaming.worker import StreamWorker, WorkerOptions
 
     if args.fetch < 1:
         raise UsageError("--fetch must be at least 1")

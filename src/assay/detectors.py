@@ -23,7 +23,7 @@ from .errors import InputError, ScenarioError
 from .key_index import key_hashes
 from .keys import BatchIndex, dense_codes
 from .lazy import kernels
-from .retained import LANE_SHIFT, Retained, lanes_of
+from .retained import LANE_SHIFT, Retained, lanes_of, rows_of_keys
 from .scenarios import Scenario
 from .snapshots import frames_from_bytes, frames_to_bytes
 from .sorted_view import SortedView
@@ -214,7 +214,7 @@ class WindowedDetector:
                 if kept is not None and kept.rows.height:
                     found.append((kept.rows, kept.positions(stop - start, lambda a=start, b=stop: fresh_hashes()[a:b],
                                                             INDEX_RATIO)))
-            old = _rows_of(found, fresh["_key"]) if found else None
+            old = rows_of_keys(found, fresh["_key"]) if found else None
             n_old = old.height if old is not None else 0
             chunk = pl.concat([old, fresh]) if n_old else fresh
             dense, n_keys = dense_codes(chunk["_key"])
@@ -487,20 +487,6 @@ class AggregateDetector(WindowedDetector):
         ev_rows = np.repeat(wstart[rows], lengths) + (np.arange(ev_ptr[-1]) - np.repeat(ev_ptr[:-1], lengths))
         return self._candidates(chunk, order, rows, np.zeros(rows.size, np.int64), value[rows],
                                 ev_ptr, ev_rows, totals)
-
-
-def _rows_of(found: list[tuple[pl.DataFrame, np.ndarray | None]], keys: pl.Series) -> pl.DataFrame:
-    """The rows of these keys among partitions' retained rows, each with the positions to
-    gather (None: all of them, to scan)."""
-    parts: list[pl.DataFrame] = []
-    gathered = [(rows, pos) for rows, pos in found if pos is not None]
-    if gathered:
-        offsets = np.cumsum([0] + [rows.height for rows, _ in gathered[:-1]])
-        frames = pl.concat([rows for rows, _ in gathered], rechunk=False) if len(gathered) > 1 else gathered[0][0]
-        parts.append(frames[np.concatenate([pos + off for (_, pos), off in zip(gathered, offsets, strict=True)])])
-    parts += [rows for rows, pos in found if pos is None]
-    every = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
-    return every.filter(pl.col("_key").is_in(keys.unique().implode()))
 
 
 def _fits(scaled: tuple[int, np.ndarray], threshold: Fraction, n: int) -> tuple[int, np.ndarray] | None:

@@ -182,16 +182,17 @@ class Engine:
             if ts.size:
                 top = int(ts.max())
                 lane.max_ts = top if lane.max_ts is None else max(lane.max_ts, top)
-            held = rows if lane.held is None or lane.held.height == 0 else \
-                pl.concat([lane.held, rows], how="diagonal_relaxed")
+            had_held = lane.held is not None and lane.held.height > 0
+            held = pl.concat([lane.held, rows], how="diagonal_relaxed") if lane.held is not None and had_held else rows
             if lane.max_ts is None or held.height == 0:
                 lane.held = held
                 continue
             mark = marks[number] = lane.max_ts - self.lateness_us
             if self.lateness_us == 0:
                 # nothing is held (every row is at or below the largest ts), and the rows that
-                # were not too late are in canonical order already (each one at or above the ts before)
-                ready.append((number, held))
+                # were not too late are in canonical order already (each one at or above the ts
+                # before), unless rows held under another lateness were restored
+                ready.append((number, held.sort(["ts", "_seq"]) if had_held else held))
                 lane.held = held.clear()
                 continue
             ready.append((number, held.filter(pl.col("ts").dt.epoch("us") <= mark).sort(["ts", "_seq"])))

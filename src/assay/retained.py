@@ -46,6 +46,20 @@ def lanes_of(seq: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray | 
     return [(int(n), int(a), int(b)) for n, a, b in zip(numbers, starts, stops, strict=True)], order
 
 
+def rows_of_keys(found: list[tuple[pl.DataFrame, np.ndarray | None]], keys: pl.Series) -> pl.DataFrame:
+    """The rows of these keys among partitions' retained rows, each with the positions to
+    gather (None: all of them, to scan)."""
+    parts: list[pl.DataFrame] = []
+    gathered = [(rows, pos) for rows, pos in found if pos is not None]
+    if gathered:
+        offsets = np.cumsum([0] + [rows.height for rows, _ in gathered[:-1]])
+        frames = pl.concat([rows for rows, _ in gathered], rechunk=False) if len(gathered) > 1 else gathered[0][0]
+        parts.append(frames[np.concatenate([pos + off for (_, pos), off in zip(gathered, offsets, strict=True)])])
+    parts += [rows for rows, pos in found if pos is None]
+    every = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+    return every.filter(pl.col("_key").is_in(keys.unique().implode()))
+
+
 class Retained:
     """One partition's retained rows of one detector, with the key index over them."""
 
@@ -115,4 +129,4 @@ class Retained:
         self.first_ts = self.rows["_ts"][0] if self.rows.height else None
 
 
-__all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of"]
+__all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of", "rows_of_keys"]

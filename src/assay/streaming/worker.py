@@ -40,6 +40,7 @@ from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .intake import Message, dead_letter, prepare, read_message
+from .partitions import Partition, in_order
 from .publish import stream_name
 
 try:
@@ -93,55 +94,6 @@ CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up
 # in flight is lost until its ack wait expires: fetches together stay well below that
 FETCH_BYTES = 32 * 1024 * 1024
 OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, when the worker creates them
-
-
-@dataclass
-class Partition:
-    number: int
-    done_seq: int = 0  # last stream sequence pushed into the engine
-    saved_seq: int = 0  # last stream sequence covered by the stored checkpoint
-    rows: int = 0
-    last_msg: object | None = None
-    delivered: int = 0  # the current consumer's last delivery sequence seen (gaps mean lost deliveries)
-    saved_at: float = field(default_factory=time.monotonic)
-    busy_at: float = field(default_factory=time.monotonic)  # when messages last arrived
-    message_bytes: float = 0.0  # running mean size of its messages, to size fetches
-    connection: int = 0  # the connection its subscription was made on
-    full_bytes: int = 0  # size of the stored full state (0: none yet), and of the deltas on top of it
-    delta_bytes: int = 0
-    saving: asyncio.Future | None = None  # the checkpoint being stored
-
-
-def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]
-    """The messages up to the first missing delivery, and whether one is missing.
-
-    Messages of a partition are processed strictly in order and anything at or below the
-    last processed sequence counts as seen; a delivery lost between server and worker
-    would otherwise be skipped for good. Delivery sequences of one consumer are consecutive.
-    """
-    for i, msg in enumerate(msgs):
-        delivered = msg.metadata.sequence.consumer
-        if delivered != part.delivered + 1:
-            return msgs[:i], True
-        part.delivered = delivered
-    return msgs, False
-
-
-def parse_partitions(text: str) -> list[int]:
-    """``0-7``, ``0,2,4`` or ``0-3,6``."""
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                out.extend(range(lo, hi + 1))
-            elif part.strip():
-                out.append(int(part))
-    except ValueError:
-        raise UsageError(f"--partitions {text}: use a range like 0-7 or a list like 0,2,4") from None
-    if not out or min(out) < 0:
-        raise UsageError(f"--partitions {text}: use a range like 0-7 or a list like 0,2,4")
-    return sorted(set(out))
 
 
 class StreamWorker:
@@ -529,4 +481,4 @@ class StreamWorker:
 
 
 
-__all__ = ["StreamWorker", "WorkerOptions", "WorkerReport", "parse_partitions"]
+__all__ = ["StreamWorker", "WorkerOptions", "WorkerReport"]
