@@ -89,6 +89,7 @@ SINK_ALERTS = 5000
 FULL_AFTER_BYTES = 256 * 1024 * 1024
 PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
 LINGER_SECONDS = 0.01  # a push waits this long at most for the other partitions' messages
+STOP_SECONDS = 10.0  # after a failure, the other tasks' loops have this long to end before they are cancelled
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
 # in flight is lost until its ack wait expires: fetches together stay well below that
@@ -128,6 +129,7 @@ class StreamWorker:
         # what partitions fetched while the engine was busy: pushed together next
         self.inbox: list[tuple[Partition, list, asyncio.Future]] = []  # type: ignore[type-arg]
         self.inbox_ready = asyncio.Event()
+        self.publishing: asyncio.Future | None = None  # the latest micro-batch's publish (each waits for the one before)
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
@@ -232,14 +234,22 @@ class StreamWorker:
             pushing = asyncio.create_task(self._push_loop(js))
             try:
                 await asyncio.gather(*tasks)
+            except BaseException:
+                if self.publishing is not None:  # stopping on a failure: no publish is waited for
+                    self.publishing.cancel()
+                    await asyncio.gather(self.publishing, return_exceptions=True)
+                raise
             finally:
                 stop.set()
-                # after a failure the other tasks are stopped here, not left to fail on the closed
-                # connection (and be reported at exit); after a stop they have all returned, and
+                # After a failure the other tasks end here (their loops stop within a fetch's
+                # timeout; a micro-batch in hand is pushed), not left to fail on the closed
+                # connection and be reported at exit. After a stop they have all returned, and
                 # the push loop is idle: every partition's last micro-batch was pushed
+                await asyncio.wait(tasks, timeout=STOP_SECONDS)
                 for task in (*tasks, pushing):
                     task.cancel()
                 await asyncio.gather(*tasks, pushing, return_exceptions=True)
+            await self._published()
             for part in self.parts:  # drain: what was processed is stored, checkpointed and acknowledged
                 await self._checkpoint(part, js, wait=True)
             await nc.flush()
@@ -268,13 +278,15 @@ class StreamWorker:
                 msgs = await sub.fetch(batch, timeout=0.05)
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
+            if stop.is_set():
+                break  # what was just fetched is not acknowledged: a restart fetches it again
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
                 done = asyncio.get_running_loop().create_future()
                 self.inbox.append((part, msgs, done))
                 self.inbox_ready.set()
-                await done  # pushed and its alerts published (or the error that stops the worker)
+                await done  # pushed, its alerts on their way (or the error that stops the worker)
                 self.last_activity = time.monotonic()  # idle means no messages, not slow work
             now = time.monotonic()
             if msgs:
@@ -295,6 +307,15 @@ class StreamWorker:
 
     async def _push_loop(self, js) -> None:  # type: ignore[no-untyped-def]
         """Push what the partitions fetched, all of it at once, and publish its alerts."""
+        try:
+            await self._push_all(js)
+        finally:  # stopped or failed: nobody waits for a push that will not come
+            for _, _, done in self.inbox:
+                if not done.done():
+                    done.set_exception(RuntimeError("the worker stopped"))
+            self.inbox = []
+
+    async def _push_all(self, js) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         while True:
             await self.inbox_ready.wait()
@@ -310,17 +331,33 @@ class StreamWorker:
             if not items:
                 continue
             try:
+                if self.publishing is not None and self.publishing.done():
+                    self.publishing.result()  # a publish failed: the worker stops
                 alerts, dead = await loop.run_in_executor(
                     self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
-                # published at once, stored within SINK_SECONDS: both before a checkpoint covers them
-                await self._publish(js, alerts, dead)
             except BaseException as exc:
                 for _, _, done in items:
                     if not done.done():
                         done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
                 raise
+            # Published at once, in order, while the engine goes on with the next micro-batch
+            # (not waiting for JetStream's acknowledgements); stored within SINK_SECONDS. A
+            # checkpoint waits for both before it covers these rows.
+            if alerts.height or dead:
+                self.publishing = asyncio.ensure_future(self._publish_after(self.publishing, js, alerts, dead))
             for _, _, done in items:
                 done.set_result(None)
+
+    async def _publish_after(self, before: asyncio.Future | None, js, alerts: pl.DataFrame,  # type: ignore[no-untyped-def]
+                             dead: list[dict]) -> None:
+        if before is not None:
+            await before
+        await self._publish(js, alerts, dead)
+
+    async def _published(self) -> None:
+        """Wait until everything found so far is published (raises when a publish failed)."""
+        if self.publishing is not None:
+            await self.publishing
 
     def _process(self, batches: list[tuple[Partition, list]]) -> tuple[pl.DataFrame, list[dict]]:  # type: ignore[type-arg]
         messages: list[Message] = []
@@ -432,7 +469,8 @@ class StreamWorker:
             await saving  # raises when the save failed: the worker stops, a restart resumes from the store
         if part.done_seq <= part.saved_seq or part.last_msg is None:
             return
-        await self._flush(js)  # the alerts of the rows the checkpoint covers are stored first
+        await self._published()  # the alerts of the rows the checkpoint covers are published,
+        await self._flush(js)  # and stored, first
         loop = asyncio.get_running_loop()
         # a delta (what changed since the last checkpoint) while the deltas stay smaller than
         # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
