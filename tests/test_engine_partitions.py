@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import assay
 from assay import detectors
+from assay.retained import lane_base
 from gen import comparable, events, scenarios, to_frame
 
 RATIO = detectors.INDEX_RATIO
@@ -33,6 +34,11 @@ def components(rows: list[dict]) -> list[int]:
         parent[find(f"e:{r['entity']}")] = find(f"c:{r['counterparty']}")
     roots: dict[str, int] = {}
     return [roots.setdefault(find(f"e:{r['entity']}"), len(roots)) for r in rows]
+
+
+def one_scenario(line: str) -> str:
+    """A scenario file (purpose fraud) with this one scenario."""
+    return f"version: 1\npurpose: fraud\nscenarios:\n  - {line}\n"
 
 
 def by_id(alerts: pl.DataFrame) -> list[dict]:
@@ -99,12 +105,7 @@ def test_partitions_sharing_an_engine_give_each_partitions_alerts(rows, spec, da
 
 def test_a_partition_restored_from_a_checkpoint_of_an_earlier_version():
     """Checkpoints written when each partition had its own engine number rows from 0."""
-    spec = """
-version: 1
-purpose: fraud
-scenarios:
-  - {id: two, kind: aggregate, metric: count, op: ">=", threshold: 2, window: 1h, key: entity}
-"""
+    spec = one_scenario('{id: two, kind: aggregate, metric: count, op: ">=", threshold: 2, window: 1h, key: entity}')
     frame = pl.DataFrame({"event_id": ["a", "b", "c"], "entity": ["x", "x", "x"],
                           "ts": ["2024-01-01T00:00:00Z", "2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"]})
     events_ = assay.read_events(frame).events
@@ -115,17 +116,12 @@ scenarios:
     engine.restore(state, partition=5)
     engine.push(events_[1:], partition=5)
     assert engine.flush()["trigger_event_id"].to_list() == ["b"]  # the edge: the count reached 2
-    assert engine.lane(5).next_seq == (5 << 40) + 3
+    assert engine.lane(5).next_seq == lane_base(5) + 3
 
 
 def test_a_partition_moves_to_another_engine_with_its_conditions():
     """Each partition's checkpoint holds its keys' conditions: the edge trigger survives a move."""
-    spec = """
-version: 1
-purpose: fraud
-scenarios:
-  - {id: any, kind: aggregate, metric: count, op: ">=", threshold: 1, window: 1h, key: entity}
-"""
+    spec = one_scenario('{id: any, kind: aggregate, metric: count, op: ">=", threshold: 1, window: 1h, key: entity}')
 
     def rows(entity: str, minute: int) -> pl.DataFrame:
         return assay.read_events(pl.DataFrame({"event_id": [f"{entity}{minute}"], "entity": [entity],
@@ -145,12 +141,7 @@ scenarios:
 def test_rows_held_under_a_lateness_are_released_in_order_without_one():
     """A checkpoint taken with a lateness holds rows out of order; an engine without one
     releases them in canonical order."""
-    spec = """
-version: 1
-purpose: fraud
-scenarios:
-  - {id: ab, kind: combination, items: [a, b], window: 1h}
-"""
+    spec = one_scenario('{id: ab, kind: combination, items: [a, b], window: 1h}')
     frame = pl.DataFrame({"event_id": ["2", "1", "3"], "entity": ["x", "x", "x"], "item": ["b", "a", "c"],
                           "ts": ["2024-01-01T00:20:00Z", "2024-01-01T00:10:00Z", "2024-01-01T00:30:00Z"]})
     events_ = assay.read_events(frame).events

@@ -116,6 +116,13 @@ class WindowedDetector:
     def _empty_prev(self) -> pl.DataFrame:
         return pl.DataFrame(schema=PREV_SCHEMA)
 
+    def _lane(self, number: int) -> Retained:
+        """A partition's retained rows (none yet: an empty set of them)."""
+        kept = self.lanes.get(number)
+        if kept is None:
+            kept = self.lanes[number] = Retained(self._empty_rows())
+        return kept
+
     @property
     def retained(self) -> pl.DataFrame:
         """Every partition's retained rows (partition by partition)."""
@@ -237,8 +244,7 @@ class WindowedDetector:
             # ``expire`` cuts a prefix. Nothing proportional to the state is read or copied
             # per micro-batch.
             for lane, start, stop in runs:
-                kept = self.lanes.get(lane) or self.lanes.setdefault(lane, Retained(self._empty_rows()))
-                kept.append(fresh.slice(start, stop - start), fresh_hashes()[start:stop] if hashes else None)
+                self._lane(lane).append(fresh.slice(start, stop - start), fresh_hashes()[start:stop] if hashes else None)
         return cands
 
     def expire(self, watermark_us: int, lane: int | None = None) -> None:
@@ -256,8 +262,7 @@ class WindowedDetector:
 
     def capture(self, delta: bool = False, lane: int = 0) -> list[pl.DataFrame]:
         """One partition's state (``delta``: what changed since its last capture)."""
-        kept = self.lanes.setdefault(lane, Retained(self._empty_rows()))
-        positions, rows = kept.capture(delta)
+        positions, rows = self._lane(lane).capture(delta)
         meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], **{k: [v] for k, v in positions.items()}},
                             schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
                                     "cut": pl.Int64, "appended": pl.Int64})
@@ -270,7 +275,7 @@ class WindowedDetector:
         if meta["signature"][0] != self.signature():
             raise ScenarioError("the checkpoint was written for other scenarios (or other versions "
                                 "of them); it cannot be restored into these", scenario=self.scenarios[0].id)
-        kept = self.lanes.setdefault(lane, Retained(self._empty_rows()))
+        kept = self._lane(lane)
         if "delta" in meta.columns and meta["delta"][0]:
             kept.restore(True, int(meta["start"][0]), int(meta["cut"][0]), rows)
         else:

@@ -23,12 +23,22 @@ from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
-from .retained import LANE_SHIFT, lane_base
+from .retained import LANE_SHIFT, lane_base, runs
 from .scenarios import ScenarioFile
 from .snapshots import frame_from_bytes, frame_to_bytes, frames_to_bytes, join_parts, split_parts
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
 _LANE = (pl.col("_seq") // lane_base(1)).alias("_lane")  # a row's partition
+
+
+def _partition_after_partition(ready: list[tuple[int, pl.DataFrame]]) -> pl.DataFrame | None:
+    """Partitions' released rows (each in canonical order) as one frame, partition after
+    partition: detectors keep each partition's rows apart, and a key belongs to one."""
+    parts = [rows for _, rows in sorted(ready, key=lambda x: x[0]) if rows.height]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    same = all(r.schema == parts[0].schema for r in parts)
+    return pl.concat(parts) if same else pl.concat(parts, how="diagonal_relaxed")
 
 
 def _no_late(batches: Mapping[int, pl.DataFrame]) -> pl.DataFrame:
@@ -197,12 +207,7 @@ class Engine:
                 continue
             ready.append((number, held.filter(pl.col("ts").dt.epoch("us") <= mark).sort(["ts", "_seq"])))
             lane.held = held.filter(pl.col("ts").dt.epoch("us") > mark)
-        # canonical order within each partition, partition after partition (detectors keep
-        # each partition's rows apart; keys belong to one partition)
-        runs = [r for _, r in sorted(ready, key=lambda x: x[0]) if r.height]
-        same = all(r.schema == runs[0].schema for r in runs)
-        released = (pl.concat(runs) if same else pl.concat(runs, how="diagonal_relaxed")) if len(runs) > 1 \
-            else runs[0] if runs else None
+        released = _partition_after_partition(ready)
         alerts = self._evaluate(released) if released is not None else empty_alerts()
         for number, mark in marks.items():
             self.expire(mark, number)
@@ -210,12 +215,12 @@ class Engine:
 
     def flush(self) -> pl.DataFrame:
         """End of input: evaluate every held row."""
-        held = [lane.held for lane in self.lanes.values() if lane.held is not None and lane.held.height]
+        held = [(number, lane.held.sort(["ts", "_seq"])) for number, lane in self.lanes.items()
+                if lane.held is not None and lane.held.height]
         for lane in self.lanes.values():
             lane.held = None
-        if not held:
-            return empty_alerts()
-        return self._evaluate(pl.concat(held, how="diagonal_relaxed").sort(["ts", "_seq"]))
+        released = _partition_after_partition(held)
+        return self._evaluate(released) if released is not None else empty_alerts()
 
     def expire(self, watermark_us: int, partition: int = 0) -> None:
         for det in self.detectors:
@@ -306,15 +311,9 @@ class Engine:
     def _count_event_rows(self, rows: pl.DataFrame) -> None:
         counts = rows.group_by(_LANE, "event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
                                                       pl.col("ts").max().dt.epoch("us").alias("_last"))
-        if len(self.lanes) == 1:
-            next(iter(self.lanes.values())).event_rows.add(counts)
-            return
         # one sort for every partition; each partition's ids are then a slice
         counts = counts.sort("_lane", "_last")
-        lanes = counts["_lane"].to_numpy()
-        numbers, starts = np.unique(lanes, return_index=True)
-        for number, start, stop in zip(numbers.tolist(), starts.tolist(), [*starts[1:].tolist(), lanes.size],
-                                       strict=True):
+        for number, start, stop in runs(counts["_lane"].to_numpy()):
             self.lane(number).event_rows.add(counts.slice(start, stop - start), in_order=True)
 
     def _scenario_table(self, det: Detector) -> pl.DataFrame:

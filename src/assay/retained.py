@@ -30,20 +30,26 @@ def lane_base(partition: int) -> int:
     return partition << LANE_SHIFT
 
 
+def runs(lanes: np.ndarray) -> list[tuple[int, int, int]]:
+    """(partition, start, stop) of each run in a non-decreasing array of partition numbers."""
+    numbers, starts = np.unique(lanes, return_index=True)
+    stops = [*starts[1:].tolist(), lanes.size]
+    return [(int(n), int(a), int(b)) for n, a, b in zip(numbers, starts, stops, strict=True)]
+
+
 def lanes_of(seq: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray | None]:
     """The partitions of rows with these ``_seq``, as (partition, start, stop) runs, and the
     order that makes each partition's rows one run (None: they are already)."""
-    if seq.size == 0 or (seq[0] >> LANE_SHIFT) == (seq[-1] >> LANE_SHIFT) and \
-            bool(((seq >> LANE_SHIFT) == (seq[0] >> LANE_SHIFT)).all()):
-        return [(int(seq[0] >> LANE_SHIFT) if seq.size else 0, 0, seq.size)], None
     lane = seq >> LANE_SHIFT
+    if lane.size == 0:
+        return [(0, 0, 0)], None
+    if lane[0] == lane[-1] and bool((lane == lane[0]).all()):
+        return [(int(lane[0]), 0, lane.size)], None
     order = None
     if not bool((lane[1:] >= lane[:-1]).all()):  # the engine passes them in runs; others may not
         order = np.argsort(lane, kind="stable")
         lane = lane[order]
-    numbers, starts = np.unique(lane, return_index=True)
-    stops = [*starts[1:].tolist(), lane.size]
-    return [(int(n), int(a), int(b)) for n, a, b in zip(numbers, starts, stops, strict=True)], order
+    return runs(lane), order
 
 
 def rows_of_keys(found: list[tuple[pl.DataFrame, np.ndarray | None]], keys: pl.Series) -> pl.DataFrame:
@@ -129,4 +135,4 @@ class Retained:
         self.first_ts = self.rows["_ts"][0] if self.rows.height else None
 
 
-__all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of", "rows_of_keys"]
+__all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of", "rows_of_keys", "runs"]

@@ -322,10 +322,9 @@ class StreamWorker:
             # the other partitions' fetches are on their way: one push for all is cheaper
             # than one each (a push has a fixed cost), and waiting LINGER_SECONDS at most
             # costs less latency than a second push would
-            waited = 0.0
-            while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and waited < LINGER_SECONDS:
+            linger = time.monotonic() + LINGER_SECONDS
+            while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and time.monotonic() < linger:
                 await asyncio.sleep(0.002)
-                waited += 0.002
             self.inbox_ready.clear()
             items, self.inbox = self.inbox, []
             if not items:
