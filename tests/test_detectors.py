@@ -97,10 +97,17 @@ def test_delta_snapshots_restore_on_top_of_a_full_one(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("ratio", [0, 10**9], ids=["key index", "scan"])
-def test_micro_batches_give_the_alerts_of_one_batch(kind, ratio, monkeypatch):
-    """A key's earlier rows found by the key index (rebuilt after a restore) or by a scan."""
+@pytest.mark.parametrize(("ratio", "collide"), [(0, False), (0, True), (10**9, False)],
+                         ids=["key index", "key index, colliding hashes", "scan"])
+def test_micro_batches_give_the_alerts_of_one_batch(kind, ratio, collide, monkeypatch):
+    """A key's earlier rows found by the key index (rebuilt after a restore) or by a scan;
+    ``collide``: every key hashes to one of three values, so lookups bring other keys' rows."""
     monkeypatch.setattr("assay.detectors.INDEX_RATIO", ratio)
+    if collide:
+        def few(keys: pl.Series) -> np.ndarray:
+            return (keys.hash(seed=1).to_numpy() % np.uint64(3)).astype(np.uint64)
+        for module in ("assay.detectors", "assay.retained", "assay.key_index"):
+            monkeypatch.setattr(f"{module}.key_hashes", few)
     rows = events(1500)
     expected = alert_keys(detector_for(kind).update(rows))
     det = detector_for(kind)

@@ -29,7 +29,10 @@ def test_lookups_equal_a_scan(steps, collide):
         cut = min(len(rows), cut + advance)
         wanted = set(h(queries).tolist())
         expected = sorted(p for p in range(cut, len(rows)) if h([rows[p]])[0] in wanted)
-        got = index.lookup(h(queries), cut).tolist()
+        got_positions, which = index.lookup(h(queries), cut)
+        got = got_positions.tolist()
+        # each position names a query with its row's hash
+        assert all(h([queries[w]])[0] == h([rows[p]])[0] for p, w in zip(got, which.tolist(), strict=True))
         assert sorted(got) == expected
         for value in wanted:  # each key's rows come in position order
             mine = [p for p in got if h([rows[p]])[0] == value]
@@ -39,12 +42,12 @@ def test_lookups_equal_a_scan(steps, collide):
 def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
     keys = np.array([5, 7, 5, 5, 7, 9], np.uint64)
     index = KeyIndex(keys, 0, 3)
-    assert index.lookup(np.array([5], np.uint64), 0).tolist() == [0, 2, 3]
-    assert index.lookup(np.array([5, 7], np.uint64), 3).tolist() in ([3, 4], [4, 3])
+    assert index.lookup(np.array([5], np.uint64), 0)[0].tolist() == [0, 2, 3]
+    assert index.lookup(np.array([5, 7], np.uint64), 3)[0].tolist() in ([3, 4], [4, 3])
     assert index.append(np.array([5, 9], np.uint64), 6, 5)
-    assert index.lookup(np.array([5], np.uint64), 5).tolist() == [6]
-    assert index.lookup(np.array([9], np.uint64), 5).tolist() == [5, 7]
-    assert index.lookup(np.array([11], np.uint64), 0).tolist() == []
+    assert index.lookup(np.array([5], np.uint64), 5)[0].tolist() == [6]
+    assert index.lookup(np.array([9], np.uint64), 5)[0].tolist() == [5, 7]
+    assert index.lookup(np.array([11], np.uint64), 0)[0].tolist() == []
 
 
 @settings(max_examples=100, deadline=None)

@@ -34,6 +34,9 @@ MAX_EVIDENCE = 1000
 # entity detectors after 1 M rows: 333 k rows, a 3,000-row micro-batch: index 0.9 ms, scan
 # 2.8 ms; 10,000 rows: equal. 1 M rows, 3,000: 1.9 vs 8.8 ms; 10,000: 11.4 vs 7.5 ms
 INDEX_RATIO = 100
+# Retained rows are cut once the oldest is 1/EXPIRY_SLACK_RATIO of the window past it (not
+# at every micro-batch): at most that share more rows are kept
+EXPIRY_SLACK_RATIO = 32
 # Combination packs over at least this many rows run their kernel on KERNEL_THREADS threads
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
@@ -184,7 +187,7 @@ class WindowedDetector:
         ``index``: codes and orders of ``rows``' columns shared by the detectors of one batch;
         used when this detector carries no rows from earlier batches.
         """
-        n_old = sum(r.rows.height for r in self.lanes.values())
+        n_old = sum(r.height for r in self.lanes.values())
         shared = index is not None and n_old == 0
         fresh = self.select_relevant(rows, with_index=shared)
         if fresh.height == 0:
@@ -218,9 +221,9 @@ class WindowedDetector:
             found: list[tuple[pl.DataFrame, np.ndarray | None]] = []
             for lane, start, stop in runs:
                 kept = self.lanes.get(lane)
-                if kept is not None and kept.rows.height:
-                    found.append((kept.rows, kept.positions(stop - start, lambda a=start, b=stop: fresh_hashes()[a:b],
-                                                            INDEX_RATIO)))
+                if kept is not None and kept.height:
+                    found.append((kept, kept.positions(lambda a=start, b=stop: fresh_hashes()[a:b],
+                                                            stop - start, start, INDEX_RATIO)))
             old = rows_of_keys(found, fresh["_key"]) if found else None
             n_old = old.height if old is not None else 0
             chunk = pl.concat([old, fresh]) if n_old else fresh
@@ -252,10 +255,10 @@ class WindowedDetector:
         or of every one)."""
         for number, kept in self.lanes.items():
             if lane is None or number == lane:
-                kept.expire(watermark_us - self.window_us)
+                kept.expire(watermark_us - self.window_us, self.window_us // EXPIRY_SLACK_RATIO)
 
     def state_rows(self) -> int:
-        return sum(r.rows.height for r in self.lanes.values()) + self.prev.height
+        return sum(r.height for r in self.lanes.values()) + self.prev.height
 
     def snapshot(self, delta: bool = False, lane: int = 0) -> bytes:
         return frames_to_bytes(self.capture(delta, lane))

@@ -100,6 +100,7 @@ class Engine:
         self.purpose = scenarios.purpose
         self.lateness_us = lateness_us
         self.workers = min(2, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None  # for the detectors of one batch; made when needed
         self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
         self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
         self._tables: dict[int, pl.DataFrame] = {}  # per detector (by id): its scenarios' fields
@@ -297,9 +298,11 @@ class Engine:
             return out
 
         if len(self.detectors) > 1 and self.workers > 1:
-            # detectors are independent; kernels and Polars release the GIL
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay") as pool:
-                results = list(pool.map(update, self.detectors))
+            # detectors are independent; kernels and Polars release the GIL. The pool lives as
+            # long as the engine: a stream pushes tens of micro-batches a second
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay")
+            results = list(self._pool.map(update, self.detectors))
         else:
             results = [update(det) for det in self.detectors]
         found = list(zip(self.detectors, results, strict=True))

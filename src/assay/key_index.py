@@ -5,7 +5,7 @@ absolute positions ``cut``..``appended``, appended at the end, cut at the front)
 micro-batch needs the rows of the keys it touches; finding them by scanning every
 retained row would make each micro-batch cost what the whole state costs. ``KeyIndex``
 links each key's rows instead (by a 64-bit hash of the key), so a lookup costs the rows
-it returns. A hash collision only brings another key's rows along: callers filter by key.
+it returns. A hash collision only brings another key's rows along: callers compare keys.
 
 The index is derived state: never checkpointed, rebuilt from the retained rows after a
 restore, and when its arrays fill up (``append`` returns False), which happens after
@@ -60,7 +60,11 @@ class KeyIndex:
         self.end = start + hashes.size
         return True
 
-    def lookup(self, hashes: np.ndarray, cut: int) -> np.ndarray:
-        """Positions (at or above ``cut``) of the rows whose key has one of these hashes."""
-        queries = np.unique(np.asarray(hashes, dtype=np.uint64))
-        return index_kernels.index_lookup(self.keys, self.head, self.tail, self.nxt, self.base, cut, queries)
+    def lookup(self, hashes: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (at or above ``cut``) of the rows whose key has one of these hashes, and
+        for each the number of a query (into ``hashes``) with its hash: comparing the row's
+        key with that query's tells a collision apart without a hash table of keys."""
+        queries, first = np.unique(np.asarray(hashes, dtype=np.uint64), return_index=True)
+        positions, which = index_kernels.index_lookup(self.keys, self.head, self.tail, self.nxt, self.base, cut,
+                                                      queries)
+        return positions, first[which]

@@ -45,8 +45,9 @@ def index_append(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, nxt: np.n
 
 @njit(cache=True, nogil=True)
 def index_lookup(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, base: int,
-                 cut: int, queries: np.ndarray) -> np.ndarray:
-    """Positions at or above ``cut`` of the rows of each (distinct) queried hash, each key's in order."""
+                 cut: int, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions at or above ``cut`` of the rows of each (distinct) queried hash, each key's in
+    order, and for each position the number of the query it answers."""
     mask = np.uint64(keys.size - 1)
     one = np.uint64(1)
     slots = np.full(queries.size, -1, np.int64)
@@ -70,6 +71,7 @@ def index_lookup(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, nxt: np.n
                 break
             s = (s + one) & mask
     out = np.empty(total, np.int64)
+    which = np.empty(total, np.int64)
     k = 0
     for q in range(queries.size):
         s = slots[q]
@@ -78,9 +80,10 @@ def index_lookup(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, nxt: np.n
         p = head[s]
         while p != -1:
             out[k] = p
+            which[k] = q
             k += 1
             p = nxt[p - base]
-    return out
+    return out, which
 
 
 def warm_up() -> None:

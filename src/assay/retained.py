@@ -52,40 +52,91 @@ def lanes_of(seq: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray | 
     return runs(lane), order
 
 
-def rows_of_keys(found: list[tuple[pl.DataFrame, np.ndarray | None]], keys: pl.Series) -> pl.DataFrame:
-    """The rows of these keys among partitions' retained rows, each with the positions to
-    gather (None: all of them, to scan)."""
+def rows_of_keys(found: list[tuple[Retained, tuple[np.ndarray, np.ndarray] | None]],
+                 keys: pl.Series) -> pl.DataFrame:
+    """The rows of these keys among partitions' retained rows. Each partition's rows come with
+    what ``Retained.positions`` found: (positions to gather, for each the number of a row of
+    ``keys`` with the same key hash), or None (all of them, to scan)."""
     parts: list[pl.DataFrame] = []
-    gathered = [(rows, pos) for rows, pos in found if pos is not None]
+    gathered = [kept.gather(*pos) for kept, pos in found if pos is not None]
     if gathered:
-        offsets = np.cumsum([0] + [rows.height for rows, _ in gathered[:-1]])
-        frames = pl.concat([rows for rows, _ in gathered], rechunk=False) if len(gathered) > 1 else gathered[0][0]
-        parts.append(frames[np.concatenate([pos + off for (_, pos), off in zip(gathered, offsets, strict=True)])])
-    parts += [rows for rows, pos in found if pos is None]
-    every = pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
-    return every.filter(pl.col("_key").is_in(keys.unique().implode()))
+        picked = pl.concat([rows for rows, _ in gathered], rechunk=False) if len(gathered) > 1 else gathered[0][0]
+        # A row with the key of the fresh row whose hash found it is wanted; one with another
+        # key came by a hash collision (rare with 64-bit hashes), and is wanted if another
+        # fresh row has its key
+        same = picked["_key"] == keys.gather(np.concatenate([which for _, which in gathered]))
+        parts.append(picked if bool(same.all()) else picked.filter(pl.col("_key").is_in(keys.unique().implode())))
+    scanned = [kept.rows for kept, pos in found if pos is None]
+    if scanned:
+        every = pl.concat(scanned, rechunk=False) if len(scanned) > 1 else scanned[0]
+        parts.append(every.filter(pl.col("_key").is_in(keys.unique().implode())))
+    return pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
 
 
 class Retained:
-    """One partition's retained rows of one detector, with the key index over them."""
+    """One partition's retained rows of one detector, with the key index over them.
+
+    The rows are kept as ``base``, one chunk, and ``tail``, what was appended since: Polars
+    gathers rows from one chunk an order of magnitude faster than from the dozens a frame
+    appended to micro-batch by micro-batch has (4 ms against 0.25 ms for 25,000 of a
+    million rows). The tail joins the base once it is 1/8 of it (each row is copied a few
+    times in all).
+    """
 
     def __init__(self, empty: pl.DataFrame):
-        self.rows = empty
+        self.empty = empty
+        self.base = empty
+        self.tail = empty
         self.cut = 0
         self.appended = 0
         self.saved = 0  # ``appended`` at the last snapshot
         self.index: KeyIndex | None = None  # where each key's rows are (built when needed)
         self.first_ts: int | None = None  # of the first row (None: no rows), for ``expire``
 
-    def positions(self, rows: int, hashes: Callable[[], np.ndarray], index_ratio: int) -> np.ndarray | None:
-        """Where the rows of a micro-batch's keys are, relative to ``cut`` (a superset: a hash
-        collision brings another key's rows along), or None when ``rows`` fresh rows are so
-        many that scanning every retained row is cheaper than gathering through the index."""
-        if rows * index_ratio > self.rows.height:
+    @property
+    def rows(self) -> pl.DataFrame:
+        """Every retained row, in canonical order."""
+        if not self.tail.height:
+            return self.base
+        return pl.concat([self.base, self.tail], rechunk=False) if self.base.height else self.tail
+
+    @rows.setter
+    def rows(self, rows: pl.DataFrame) -> None:
+        self.base = rows.rechunk() if rows.n_chunks() > 1 else rows
+        self.tail = self.empty
+
+    @property
+    def height(self) -> int:
+        return self.base.height + self.tail.height
+
+    def gather(self, positions: np.ndarray, which: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+        """The rows at ``positions`` (relative to ``cut``; each key's in order) and their
+        ``which``, reordered alike: the base's rows first, then the tail's, so each key's
+        rows stay in order."""
+        n_base = self.base.height
+        if self.tail.n_chunks() > 1:
+            self.tail = self.tail.rechunk()
+        in_base = positions < n_base
+        if bool(in_base.all()):
+            return self.base[positions], which
+        if not bool(in_base.any()):
+            return self.tail[positions - n_base], which
+        return (pl.concat([self.base[positions[in_base]], self.tail[positions[~in_base] - n_base]]),
+                np.concatenate([which[in_base], which[~in_base]]))
+
+    def positions(self, hashes: Callable[[], np.ndarray], rows: int, first: int,
+                  index_ratio: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where the rows of a micro-batch's keys are, relative to ``cut``, each with the number
+        of a fresh row whose key hash it matched (``first`` + its place among ``hashes()``, the
+        ``rows`` fresh rows' key hashes): a hash collision brings another key's rows along. None
+        when the fresh rows are so many that scanning every retained row is cheaper than
+        gathering through the index."""
+        if rows * index_ratio > self.height:
             return None
         if self.index is None:
             self.index = KeyIndex.of(self.rows["_key"], self.cut)
-        return self.index.lookup(hashes(), self.cut) - self.cut
+        positions, which = self.index.lookup(hashes(), self.cut)
+        return positions - self.cut, which + first
 
     def append(self, fresh: pl.DataFrame, hashes: np.ndarray | None) -> None:
         if fresh.height == 0:
@@ -95,22 +146,29 @@ class Retained:
                 hashes = key_hashes(fresh["_key"])
             if not self.index.append(hashes, self.appended, self.cut):
                 self.index = None  # full: rebuilt from the rows when next needed
-        if self.rows.height:
-            self.rows = pl.concat([self.rows, fresh])
-        else:
-            self.rows = fresh
+        if not self.height:
             self.first_ts = fresh["_ts"][0]
+        self.tail = pl.concat([self.tail, fresh]) if self.tail.height else fresh
         self.appended += fresh.height
-        if self.rows.n_chunks() > 32:
-            self.rows = self.rows.rechunk()
+        if self.tail.height * 8 > self.base.height:
+            self.rows = self.rows
+        elif self.tail.n_chunks() > 32:
+            self.tail = self.tail.rechunk()
 
-    def expire(self, cutoff_us: int) -> None:
-        """Drop the rows older than ``cutoff_us`` (a prefix: the rows are in ts order)."""
-        if self.first_ts is None or self.first_ts >= cutoff_us:
+    def expire(self, cutoff_us: int, slack_us: int = 0) -> None:
+        """Drop the rows older than ``cutoff_us`` (a prefix: the rows are in ts order).
+
+        ``slack_us``: nothing is cut until the oldest row is that much older than the cutoff.
+        Rows kept past their window change no result (evaluation looks at each row's own
+        window); cutting every few micro-batches instead of every one saves its fixed cost."""
+        if self.first_ts is None or self.first_ts >= cutoff_us - slack_us:
             return
         ts = self.rows["_ts"]
         drop = int(ts.search_sorted(cutoff_us, side="left"))
-        self.rows = self.rows.slice(drop)
+        if drop < self.base.height:
+            self.base = self.base.slice(drop)
+        else:
+            self.rows = self.tail.slice(drop - self.base.height)
         self.cut += drop
         self.first_ts = ts[drop] if drop < ts.len() else None
 
@@ -125,14 +183,14 @@ class Retained:
             if start != max(self.appended, cut) or cut < self.cut:
                 raise ValueError("a delta checkpoint applied out of order")
             kept = self.rows.slice(cut - self.cut)  # empty when every row was cut since
-            self.rows = pl.concat([kept, rows]).rechunk() if kept.height else rows
+            self.rows = pl.concat([kept, rows]) if kept.height else rows
         else:
             # checkpoints of earlier versions kept rows grouped by key
             self.rows = rows if rows["_ts"].is_sorted() else rows.sort(["_ts", "_seq"])
         self.cut = cut
-        self.appended = self.saved = cut + self.rows.height
+        self.appended = self.saved = cut + self.height
         self.index = None
-        self.first_ts = self.rows["_ts"][0] if self.rows.height else None
+        self.first_ts = self.base["_ts"][0] if self.height else None
 
 
 __all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of", "rows_of_keys", "runs"]

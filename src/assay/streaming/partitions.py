@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,31 @@ class Partition:
     full_bytes: int = 0  # size of the stored full state (0: none yet), and of the deltas on top of it
     delta_bytes: int = 0
     saving: asyncio.Future | None = None  # the checkpoint being stored
+
+
+FIRST_WAIT_SECONDS = 0.05  # a fetch waits this long for a partition's next message
+DRAIN_SECONDS = 0.005  # and this long for the server's answer on what else is there
+
+
+async def fetch_ready(sub, batch: int) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """A partition's next messages, up to ``batch``: its first as soon as it comes, and the
+    rest that the stream holds at that moment.
+
+    nats-py's ``fetch(batch, timeout)`` returns early only with a full batch: a message that
+    arrives while it waits stays there until the timeout (on a stream that is not behind,
+    tens of milliseconds of latency for every row). Asking for one message, then for what is
+    there without waiting (JetStream answers at once), delivers each message when it comes.
+    """
+    from nats.errors import TimeoutError as NatsTimeout
+
+    try:
+        msgs = await sub.fetch(1, timeout=FIRST_WAIT_SECONDS)
+    except (NatsTimeout, TimeoutError):
+        return []
+    if batch > 1:
+        with contextlib.suppress(NatsTimeout, TimeoutError):
+            msgs += await sub.fetch(batch - 1, timeout=DRAIN_SECONDS)
+    return msgs
 
 
 def in_order(part: Partition, msgs: list) -> tuple[list, bool]:  # type: ignore[type-arg]

@@ -40,7 +40,7 @@ from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .intake import Message, dead_letter, prepare, read_message
-from .partitions import Partition, in_order
+from .partitions import Partition, fetch_ready, in_order
 from .publish import stream_name
 
 try:
@@ -89,6 +89,7 @@ SINK_ALERTS = 5000
 FULL_AFTER_BYTES = 256 * 1024 * 1024
 PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
 LINGER_SECONDS = 0.01  # a push waits this long at most for the other partitions' messages
+PUSH_INTERVAL_SECONDS = 0.05  # and starts this long after the one before at the earliest
 STOP_SECONDS = 10.0  # after a failure, the other tasks' loops have this long to end before they are cancelled
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
@@ -274,10 +275,7 @@ class StreamWorker:
             # sizes unknown yet: a few messages first
             batch = min(self.options.fetch, 16) if not part.message_bytes else \
                 max(1, min(self.options.fetch, int(budget / part.message_bytes)))
-            try:
-                msgs = await sub.fetch(batch, timeout=0.05)
-            except (nats.errors.TimeoutError, TimeoutError):
-                msgs = []
+            msgs = await fetch_ready(sub, batch)
             if stop.is_set():
                 break  # what was just fetched is not acknowledged: a restart fetches it again
             msgs, gap = in_order(part, msgs)
@@ -317,14 +315,23 @@ class StreamWorker:
 
     async def _push_all(self, js) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
+        pushed_at = 0.0
         while True:
             await self.inbox_ready.wait()
             # the other partitions' fetches are on their way: one push for all is cheaper
             # than one each (a push has a fixed cost), and waiting LINGER_SECONDS at most
             # costs less latency than a second push would
-            linger = time.monotonic() + LINGER_SECONDS
+            now = time.monotonic()
+            linger = now + LINGER_SECONDS
             while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and time.monotonic() < linger:
                 await asyncio.sleep(0.002)
+            # A micro-batch costs the engine a few milliseconds whatever its size, and its keys'
+            # windows (a hot key's window is read whole): pushing more often than every
+            # PUSH_INTERVAL_SECONDS buys little latency for much CPU
+            rest = pushed_at + PUSH_INTERVAL_SECONDS - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
+            pushed_at = time.monotonic()
             self.inbox_ready.clear()
             items, self.inbox = self.inbox, []
             if not items:
