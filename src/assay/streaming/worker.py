@@ -98,6 +98,21 @@ FETCH_BYTES = 32 * 1024 * 1024
 OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, when the worker creates them
 
 
+@dataclass
+class Captured:
+    """A partition's state taken for a checkpoint, and the stream position it covers."""
+
+    state: CapturedState
+    delta: bool
+    seq: int
+    rows: int
+    msg: object | None  # the last message it covers (acknowledged once stored)
+
+
+class NotCaptured(Exception):
+    """The worker stopped before the push loop took a checkpoint's state."""
+
+
 class StreamWorker:
     def __init__(self, scenarios: ScenarioFile, store: Store, options: WorkerOptions,
                  log: Callable[[str], None] = print):
@@ -130,6 +145,7 @@ class StreamWorker:
         # what partitions fetched while the engine was busy: pushed together next
         self.inbox: list[tuple[Partition, list, asyncio.Future]] = []  # type: ignore[type-arg]
         self.inbox_ready = asyncio.Event()
+        self.capture_requests: list[tuple[Partition, asyncio.Future]] = []  # checkpoints waiting for the engine
         self.publishing: asyncio.Future | None = None  # the latest micro-batch's publish (each waits for the one before)
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
@@ -213,8 +229,8 @@ class StreamWorker:
             self.parts = [await asyncio.to_thread(self._restore, n) for n in numbers]
             for part in self.parts:
                 if not part.full_bytes:  # a new partition: its first full state is the empty one
-                    await self._save(part, self.engine.capture(partition=part.number), False, part.done_seq,
-                                     part.rows, None)
+                    await self._save(part, js, Captured(self.engine.capture(partition=part.number), False,
+                                                        part.done_seq, part.rows, None))
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
             await asyncio.to_thread(index_kernels.warm_up)
             # What start-up made (modules, Numba's and SQLAlchemy's registries, the restored
@@ -307,52 +323,72 @@ class StreamWorker:
         """Push what the partitions fetched, all of it at once, and publish its alerts."""
         try:
             await self._push_all(js)
-        finally:  # stopped or failed: nobody waits for a push that will not come
+        finally:  # stopped or failed: nobody waits for a push or a capture that will not come
             for _, _, done in self.inbox:
                 if not done.done():
                     done.set_exception(RuntimeError("the worker stopped"))
             self.inbox = []
+            for _, done in self.capture_requests:
+                if not done.done():
+                    done.set_exception(NotCaptured())
+            self.capture_requests = []
 
     async def _push_all(self, js) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         pushed_at = 0.0
         while True:
             await self.inbox_ready.wait()
-            # the other partitions' fetches are on their way: one push for all is cheaper
-            # than one each (a push has a fixed cost), and waiting LINGER_SECONDS at most
-            # costs less latency than a second push would
-            now = time.monotonic()
-            linger = now + LINGER_SECONDS
-            while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and time.monotonic() < linger:
-                await asyncio.sleep(0.002)
-            # A micro-batch costs the engine a few milliseconds whatever its size, and its keys'
-            # windows (a hot key's window is read whole): pushing more often than every
-            # PUSH_INTERVAL_SECONDS buys little latency for much CPU
-            rest = pushed_at + PUSH_INTERVAL_SECONDS - time.monotonic()
-            if rest > 0:
-                await asyncio.sleep(rest)
-            pushed_at = time.monotonic()
+            if self.inbox:
+                # the other partitions' fetches are on their way: one push for all is cheaper
+                # than one each (a push has a fixed cost), and waiting LINGER_SECONDS at most
+                # costs less latency than a second push would
+                linger = time.monotonic() + LINGER_SECONDS
+                while len({part.number for part, _, _ in self.inbox}) < len(self.parts) and time.monotonic() < linger:
+                    await asyncio.sleep(0.002)
+                # A micro-batch costs the engine a few milliseconds whatever its size, and its
+                # keys' windows (a hot key's window is read whole): pushing more often than
+                # every PUSH_INTERVAL_SECONDS buys little latency for much CPU
+                rest = pushed_at + PUSH_INTERVAL_SECONDS - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                pushed_at = time.monotonic()
             self.inbox_ready.clear()
             items, self.inbox = self.inbox, []
-            if not items:
-                continue
-            try:
-                if self.publishing is not None and self.publishing.done():
-                    self.publishing.result()  # a publish failed: the worker stops
-                alerts, dead = await loop.run_in_executor(
-                    self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
-            except BaseException as exc:
-                for _, _, done in items:
-                    if not done.done():
-                        done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
-                raise
-            # Published at once, in order, while the engine goes on with the next micro-batch
-            # (not waiting for JetStream's acknowledgements); stored within SINK_SECONDS. A
-            # checkpoint waits for both before it covers these rows.
-            if alerts.height or dead:
-                self.publishing = asyncio.ensure_future(self._publish_after(self.publishing, js, alerts, dead))
+            if items:
+                await self._push(loop, js, items)
+            if self.capture_requests:
+                # between two micro-batches, after the last one's alerts were handed to the
+                # publisher and the sink: a checkpoint waits for those before it is stored
+                requests, self.capture_requests = self.capture_requests, []
+                try:
+                    taken = await loop.run_in_executor(self.engine_pool, self._capture_all,
+                                                       [part for part, _ in requests])
+                except BaseException as exc:
+                    for _, done in requests:
+                        if not done.done():
+                            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                    raise
+                for (_, done), one in zip(requests, taken, strict=True):
+                    done.set_result(one)
+
+    async def _push(self, loop, js, items: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+        try:
+            if self.publishing is not None and self.publishing.done():
+                self.publishing.result()  # a publish failed: the worker stops
+            alerts, dead = await loop.run_in_executor(
+                self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
+        except BaseException as exc:
             for _, _, done in items:
-                done.set_result(None)
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+            raise
+        # Published at once, in order, while the engine goes on with the next micro-batch
+        # (not waiting for JetStream's acknowledgements); stored within SINK_SECONDS. A
+        # checkpoint waits for both before it covers these rows.
+        if alerts.height or dead:
+            self.publishing = asyncio.ensure_future(self._publish_after(self.publishing, js, alerts, dead))
+        for _, _, done in items:
+            done.set_result(None)
 
     async def _publish_after(self, before: asyncio.Future | None, js, alerts: pl.DataFrame,  # type: ignore[no-untyped-def]
                              dead: list[dict]) -> None:
@@ -465,9 +501,11 @@ class StreamWorker:
             self.report.new_alerts += ingested.new_alerts
 
     async def _checkpoint(self, part: Partition, js, *, wait: bool = False) -> None:  # type: ignore[no-untyped-def]
-        """Capture the partition's state now; serialize, store and acknowledge in the background
-        while the partition goes on (``wait``: before returning). One save at a time per
-        partition: deltas are stored in the order they were taken."""
+        """Checkpoint the partition: its state is captured by the push loop between two
+        micro-batches, then serialized, stored and acknowledged in the background while the
+        partition goes on. ``wait``: now, and before returning (on a stop: the push loop has
+        ended, the engine is this task's). One save at a time per partition: deltas are stored
+        in the order they were taken."""
         if part.saving is not None:
             if not (wait or part.saving.done()):
                 return
@@ -475,34 +513,49 @@ class StreamWorker:
             await saving  # raises when the save failed: the worker stops, a restart resumes from the store
         if part.done_seq <= part.saved_seq or part.last_msg is None:
             return
-        await self._published()  # the alerts of the rows the checkpoint covers are published,
-        await self._flush(js)  # and stored, first
-        loop = asyncio.get_running_loop()
-        # a delta (what changed since the last checkpoint) while the deltas stay smaller than
-        # the full state they apply to (or than FULL_AFTER_BYTES); else a new full state.
-        # Taken on the engine thread, between micro-batches
+        if wait:
+            taken = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._capture, part)
+            await self._save(part, js, taken)
+        else:
+            part.saving = asyncio.ensure_future(self._capture_and_save(part, js))
+
+    async def _capture_and_save(self, part: Partition, js) -> None:  # type: ignore[no-untyped-def]
+        done = asyncio.get_running_loop().create_future()
+        self.capture_requests.append((part, done))
+        self.inbox_ready.set()
+        try:
+            taken = await done
+        except NotCaptured:
+            return  # the worker stopped first; its drain checkpoints
+        await self._save(part, js, taken)
+
+    def _capture_all(self, parts: list[Partition]) -> list[Captured]:
+        return [self._capture(part) for part in parts]
+
+    def _capture(self, part: Partition) -> Captured:
+        """On the engine thread: the partition's state and the stream position it covers. A
+        delta (what changed since the last checkpoint) while the deltas stay smaller than the
+        full state they apply to (or than FULL_AFTER_BYTES); else a new full state."""
         delta = part.full_bytes > 0
-        state = await loop.run_in_executor(self.engine_pool, self.engine.capture, delta, part.number)
+        state = self.engine.capture(delta, part.number)
         if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
             delta = False
-            state = await loop.run_in_executor(self.engine_pool, self.engine.capture, False, part.number)
-        part.saving = asyncio.ensure_future(self._save(part, state, delta, part.done_seq, part.rows, part.last_msg))
-        if wait:
-            saving, part.saving = part.saving, None
-            await saving
+            state = self.engine.capture(False, part.number)
+        return Captured(state, delta, part.done_seq, part.rows, part.last_msg)
 
-    async def _save(self, part: Partition, state: CapturedState, delta: bool, seq: int, rows: int,
-                    msg: object | None) -> None:
-        data = await asyncio.to_thread(state.to_bytes)
-        checkpoint = Checkpoint(self.stream, seq, rows, data, delta=delta)
+    async def _save(self, part: Partition, js, taken: Captured) -> None:  # type: ignore[no-untyped-def]
+        await self._published()  # the alerts of the rows the checkpoint covers are published,
+        await self._flush(js)  # and stored, first
+        data = await asyncio.to_thread(taken.state.to_bytes)
+        checkpoint = Checkpoint(self.stream, taken.seq, taken.rows, data, delta=taken.delta)
         await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
-        if msg is not None:
-            await msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
-        if delta:
+        if taken.msg is not None:
+            await taken.msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
+        if taken.delta:
             part.delta_bytes += len(data)
         else:
             part.full_bytes, part.delta_bytes = len(data), 0
-        part.saved_seq = seq
+        part.saved_seq = taken.seq
         part.saved_at = time.monotonic()
         self.report.checkpoints += 1
 
