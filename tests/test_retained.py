@@ -51,3 +51,29 @@ def test_expiry_cuts_a_prefix_and_deltas_carry_what_was_appended_since():
     assert again.rows.equals(kept.rows) and again.first_ts == 3
     again.expire(10)
     assert again.rows.height == 0 and again.first_ts is None and again.cut == 5
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=40),
+       st.lists(st.integers(0, 10**6), max_size=30))
+def test_gathers_equal_plain_positions_whatever_the_chunks(steps, picks):
+    """Appends (``size`` rows) and cuts (``advance`` in ts); a gather of positions from base
+    and tail gives the rows of a plain list, base rows first, each part in the order asked."""
+    kept = Retained(frame([]))
+    plain: list[int] = []  # ts of every retained row, by position relative to the cut
+    ts = 0
+    for size, advance in steps:
+        kept.append(frame(list(range(ts, ts + size))), None)
+        plain += list(range(ts, ts + size))
+        ts += size
+        cutoff = plain[0] + advance if plain else 0
+        kept.expire(cutoff)
+        plain = [t for t in plain if t >= cutoff]
+        assert kept.rows["_ts"].to_list() == plain and kept.height == len(plain)
+        assert kept.base.n_chunks() <= 1
+        if plain:
+            positions = np.array(sorted({p % len(plain) for p in picks}), np.int64)
+            rows, which = kept.gather(positions, positions * 10)
+            in_base = positions < kept.base.height
+            expected = [*positions[in_base].tolist(), *positions[~in_base].tolist()]
+            assert rows["_ts"].to_list() == [plain[p] for p in expected]
+            assert which.tolist() == [p * 10 for p in expected]

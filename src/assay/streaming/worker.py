@@ -32,13 +32,13 @@ import polars as pl
 from sqlalchemy.exc import DBAPIError
 
 from ..alerts import alert_json_lines
-from ..engine import CapturedState, Engine
-from ..errors import AssayError, UsageError
+from ..engine import Engine
+from ..errors import UsageError
 from ..key_index import index_kernels
 from ..lazy import kernels
 from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
-from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpointing import Captured, Checkpointing, NotCaptured
 from .intake import Message, dead_letter, prepare, read_message
 from .partitions import Partition, fetch_ready, in_order
 from .publish import stream_name
@@ -83,10 +83,6 @@ class WorkerReport:
 # transaction has a fixed cost (duplicate check, cases, two audit entries) of a few ms
 SINK_SECONDS = 0.05
 SINK_ALERTS = 5000
-# A partition's deltas are replaced by a full state once they outgrow it, or this size when
-# the state is smaller: a full state costs the engine a pause (and the machine a large write),
-# and restoring a small state with up to this many bytes of deltas takes a second or two
-FULL_AFTER_BYTES = 256 * 1024 * 1024
 PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
 LINGER_SECONDS = 0.01  # a push waits this long at most for the other partitions' messages
 PUSH_INTERVAL_SECONDS = 0.05  # and starts this long after the one before at the earliest
@@ -98,22 +94,7 @@ FETCH_BYTES = 32 * 1024 * 1024
 OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, when the worker creates them
 
 
-@dataclass
-class Captured:
-    """A partition's state taken for a checkpoint, and the stream position it covers."""
-
-    state: CapturedState
-    delta: bool
-    seq: int
-    rows: int
-    msg: object | None  # the last message it covers (acknowledged once stored)
-
-
-class NotCaptured(Exception):
-    """The worker stopped before the push loop took a checkpoint's state."""
-
-
-class StreamWorker:
+class StreamWorker(Checkpointing):
     def __init__(self, scenarios: ScenarioFile, store: Store, options: WorkerOptions,
                  log: Callable[[str], None] = print):
         wrong = [s.id for s in scenarios.scenarios if s.key != options.key]
@@ -173,25 +154,6 @@ class StreamWorker:
         if not found:
             raise UsageError(f"stream {self.stream} holds no partition subjects yet; say which with --partitions")
         return found
-
-    def _restore(self, number: int) -> Partition:
-        part = Partition(number)
-        saved = load_checkpoint(self.store, self.consumer, number)
-        if saved is not None:
-            if saved.stream != self.stream:
-                raise UsageError(f"consumer '{self.consumer}' partition {number} has a checkpoint on stream "
-                                 f"{saved.stream}, not {self.stream}: use another --consumer")
-            try:
-                for state in (saved.state, *saved.deltas):
-                    self.engine.restore(state, number)
-            except (AssayError, ValueError) as exc:
-                raise UsageError(f"the checkpoint of consumer '{self.consumer}' partition {number} was written "
-                                 f"for other scenarios ({exc}); use another --consumer, or --reset to start "
-                                 "over from the stream's beginning") from None
-            part.done_seq = part.saved_seq = saved.last_seq
-            part.rows = saved.rows
-            part.full_bytes, part.delta_bytes = saved.size()
-        return part
 
     async def _subscribe(self, js, part: Partition):  # type: ignore[no-untyped-def]
         durable = f"{self.consumer}-{part.number}"
@@ -500,65 +462,6 @@ class StreamWorker:
             self.report.alerts += alerts.height
             self.report.new_alerts += ingested.new_alerts
 
-    async def _checkpoint(self, part: Partition, js, *, wait: bool = False) -> None:  # type: ignore[no-untyped-def]
-        """Checkpoint the partition: its state is captured by the push loop between two
-        micro-batches, then serialized, stored and acknowledged in the background while the
-        partition goes on. ``wait``: now, and before returning (on a stop: the push loop has
-        ended, the engine is this task's). One save at a time per partition: deltas are stored
-        in the order they were taken."""
-        if part.saving is not None:
-            if not (wait or part.saving.done()):
-                return
-            saving, part.saving = part.saving, None
-            await saving  # raises when the save failed: the worker stops, a restart resumes from the store
-        if part.done_seq <= part.saved_seq or part.last_msg is None:
-            return
-        if wait:
-            taken = await asyncio.get_running_loop().run_in_executor(self.engine_pool, self._capture, part)
-            await self._save(part, js, taken)
-        else:
-            part.saving = asyncio.ensure_future(self._capture_and_save(part, js))
-
-    async def _capture_and_save(self, part: Partition, js) -> None:  # type: ignore[no-untyped-def]
-        done = asyncio.get_running_loop().create_future()
-        self.capture_requests.append((part, done))
-        self.inbox_ready.set()
-        try:
-            taken = await done
-        except NotCaptured:
-            return  # the worker stopped first; its drain checkpoints
-        await self._save(part, js, taken)
-
-    def _capture_all(self, parts: list[Partition]) -> list[Captured]:
-        return [self._capture(part) for part in parts]
-
-    def _capture(self, part: Partition) -> Captured:
-        """On the engine thread: the partition's state and the stream position it covers. A
-        delta (what changed since the last checkpoint) while the deltas stay smaller than the
-        full state they apply to (or than FULL_AFTER_BYTES); else a new full state."""
-        delta = part.full_bytes > 0
-        state = self.engine.capture(delta, part.number)
-        if delta and part.delta_bytes + state.size() > max(part.full_bytes, FULL_AFTER_BYTES):
-            delta = False
-            state = self.engine.capture(False, part.number)
-        return Captured(state, delta, part.done_seq, part.rows, part.last_msg)
-
-    async def _save(self, part: Partition, js, taken: Captured) -> None:  # type: ignore[no-untyped-def]
-        await self._published()  # the alerts of the rows the checkpoint covers are published,
-        await self._flush(js)  # and stored, first
-        data = await asyncio.to_thread(taken.state.to_bytes)
-        checkpoint = Checkpoint(self.stream, taken.seq, taken.rows, data, delta=taken.delta)
-        await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
-        if taken.msg is not None:
-            await taken.msg.ack()  # type: ignore[attr-defined]  # AckPolicy.ALL: everything up to it
-        if taken.delta:
-            part.delta_bytes += len(data)
-        else:
-            part.full_bytes, part.delta_bytes = len(data), 0
-        part.saved_seq = taken.seq
-        part.saved_at = time.monotonic()
-        self.report.checkpoints += 1
-
     def _ingest(self, alerts: pl.DataFrame) -> IngestReport:
         """Idempotent; retried when another worker's transaction got in the way (a conflict)."""
         for attempt in range(5):
@@ -571,11 +474,6 @@ class StreamWorker:
                 self.log(f"store conflict, retrying: {type(exc.orig).__name__}")
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
-
-    def _store_checkpoint(self, number: int, checkpoint: Checkpoint) -> None:
-        with self.store_lock:  # taken in a worker thread, never while the event loop waits
-            save_checkpoint(self.store, self.consumer, number, checkpoint)
-
 
 
 __all__ = ["StreamWorker", "WorkerOptions", "WorkerReport"]
