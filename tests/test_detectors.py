@@ -21,6 +21,12 @@ KINDS = {
     "max": {"kind": "aggregate", "metric": "max(amount)", "op": ">=", "threshold": 90, "window": "1h"},
     "distinct": {"kind": "aggregate", "metric": "distinct(counterparty)", "op": ">=", "threshold": 3,
                  "window": "1h"},
+    # aggregates sharing key and where: one detector (their values in shared columns)
+    "aggregates": [{"kind": "aggregate", "metric": "sum(amount)", "op": ">", "threshold": 100.5, "window": "1h"},
+                   {"kind": "aggregate", "metric": "distinct(counterparty)", "op": ">=", "threshold": 3,
+                    "window": "30m"},
+                   {"kind": "aggregate", "metric": "count", "op": ">=", "threshold": 4, "window": "2h"},
+                   {"kind": "aggregate", "metric": "max(amount)", "op": ">=", "threshold": 90, "window": "10m"}],
 }
 
 
@@ -40,8 +46,10 @@ def events(n: int = 600, seed: int = 1) -> pl.DataFrame:
 
 
 def detector_for(kind: str):
-    scenario = build_scenario({"id": kind, **KINDS[kind]}, "fraud")
-    (det,) = build_detectors((scenario,))
+    fields = KINDS[kind]
+    scenarios = tuple(build_scenario({"id": f"{kind}{i}", **one}, "fraud")
+                      for i, one in enumerate(fields if isinstance(fields, list) else [fields]))
+    (det,) = build_detectors(scenarios)
     return det
 
 
@@ -102,11 +110,11 @@ def test_delta_snapshots_restore_on_top_of_a_full_one(kind):
 def test_micro_batches_give_the_alerts_of_one_batch(kind, ratio, collide, monkeypatch):
     """A key's earlier rows found by the key index (rebuilt after a restore) or by a scan;
     ``collide``: every key hashes to one of three values, so lookups bring other keys' rows."""
-    monkeypatch.setattr("assay.detectors.INDEX_RATIO", ratio)
+    monkeypatch.setattr("assay.windowed.INDEX_RATIO", ratio)
     if collide:
         def few(keys: pl.Series) -> np.ndarray:
             return (keys.hash(seed=1).to_numpy() % np.uint64(3)).astype(np.uint64)
-        for module in ("assay.detectors", "assay.retained", "assay.key_index"):
+        for module in ("assay.windowed", "assay.retained", "assay.key_index"):
             monkeypatch.setattr(f"{module}.key_hashes", few)
     rows = events(1500)
     expected = alert_keys(detector_for(kind).update(rows))
@@ -139,8 +147,8 @@ scenarios:
     rows = events(3000, seed=4)
     (whole,) = build_detectors(spec.scenarios)
     expected = whole.update(rows, retain=False).sort("_seq", "_scen")
-    monkeypatch.setattr("assay.detectors.SPLIT_ROWS", 0)
-    monkeypatch.setattr("assay.detectors.KERNEL_THREADS", threads)
+    monkeypatch.setattr("assay.combinations.SPLIT_ROWS", 0)
+    monkeypatch.setattr("assay.combinations.KERNEL_THREADS", threads)
     (split,) = build_detectors(spec.scenarios)
     assert expected.height > 20
     assert split.update(rows, retain=False).sort("_seq", "_scen").equals(expected)
@@ -191,13 +199,15 @@ def test_empty_update_is_harmless(kind):
 def test_restore_refuses_other_scenarios(kind):
     det = detector_for(kind)
     det.update(events()[:50])
-    other = build_scenario({"id": kind, **KINDS[kind], "window": "2h"}, "fraud")
-    (changed,) = build_detectors((other,))
+    fields = KINDS[kind]
+    others = tuple(build_scenario({"id": f"{kind}{i}", **one, "window": "3h"}, "fraud")
+                   for i, one in enumerate(fields if isinstance(fields, list) else [fields]))
+    (changed,) = build_detectors(others)
     with pytest.raises(ScenarioError, match="checkpoint"):
         changed.restore(det.snapshot())
 
 
-def test_combinations_sharing_key_and_where_form_one_pack():
+def test_scenarios_sharing_kind_key_and_where_form_one_detector():
     spec = parse_scenarios("""
 version: 1
 purpose: fraud
@@ -206,8 +216,16 @@ scenarios:
   - {id: b, kind: combination, items: [y, z], window: 2h}
   - {id: c, kind: combination, items: [x, z], window: 1h, where: "amount > 0"}
   - {id: d, kind: aggregate, metric: count, op: ">", threshold: 1, window: 1h}
+  - {id: e, kind: aggregate, metric: sum(amount), op: ">", threshold: 1, window: 2h}
+  - {id: f, kind: aggregate, metric: mean(amount), op: ">", threshold: 1, window: 2h}
+  - {id: g, kind: aggregate, metric: count, op: ">", threshold: 1, window: 1h, where: "amount > 0"}
+  - {id: h, kind: aggregate, metric: count, op: ">", threshold: 1, window: 1h, key: counterparty}
 """)
     dets = build_detectors(spec.scenarios)
     packs = [d for d in dets if isinstance(d, CombinationDetector)]
     assert sorted(len(p.scenarios) for p in packs) == [1, 2]
-    assert sum(isinstance(d, AggregateDetector) for d in dets) == 1
+    aggregates = [d for d in dets if isinstance(d, AggregateDetector)]
+    assert sorted([s.id for s in d.scenarios] for d in aggregates) == [["d", "e", "f"], ["g"], ["h"]]
+    # sum and mean of one column keep its values once
+    (shared,) = [d for d in aggregates if len(d.scenarios) == 3]
+    assert shared.value_of == [None, "_val", "_val"] and list(shared.value_schema()) == ["_val"]

@@ -8,15 +8,16 @@ retained rows, and is checkpointed and restored on its own.
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
-from assay import detectors
+from assay import windowed
 from assay.retained import lane_base
 from gen import comparable, events, scenarios, to_frame
 
-RATIO = detectors.INDEX_RATIO
+RATIO = windowed.INDEX_RATIO
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -60,7 +61,7 @@ def test_partitions_sharing_an_engine_give_each_partitions_alerts(rows, spec, da
     parts = {p: frame.filter(lane == p) for p in numbers}
     expected = pl.concat([assay.run(yaml_text, f) for f in parts.values() if f.height])
     lateness = data.draw(st.sampled_from([0, 0, 30]))
-    detectors.INDEX_RATIO = 0 if data.draw(st.booleans()) else 10**9
+    windowed.INDEX_RATIO = 0 if data.draw(st.booleans()) else 10**9
 
     def engine() -> assay.Engine:
         return assay.stream(yaml_text, lateness=f"{lateness}s")
@@ -99,7 +100,7 @@ def test_partitions_sharing_an_engine_give_each_partitions_alerts(rows, spec, da
                     owner[p].restore(state, partition=p)
                 done[p] = covered
     got += [e.flush() for e in {id(e): e for e in owner.values()}.values()]
-    detectors.INDEX_RATIO = RATIO
+    windowed.INDEX_RATIO = RATIO
     assert by_id(pl.concat(got)) == by_id(expected)
 
 
@@ -151,3 +152,40 @@ def test_rows_held_under_a_lateness_are_released_in_order_without_one():
     engine.restore(late.snapshot())
     found = engine.push(events_[2:]).alerts
     assert found["trigger_event_id"].to_list() == ["2"]  # b after a, in ts order
+
+
+def test_a_checkpoint_of_aggregates_each_in_its_own_detector_restores():
+    """Earlier versions gave each aggregate its own detector; aggregates sharing key and
+    ``where`` now share one. An engine restoring such a checkpoint keeps that layout, and
+    continues exactly."""
+    from assay.detectors import build_single
+
+    spec = """version: 1
+purpose: fraud
+scenarios:
+  - {id: many, kind: aggregate, metric: count, op: ">=", threshold: 3, window: 1h, key: entity}
+  - {id: much, kind: aggregate, metric: sum(amount), op: ">", threshold: 30, window: 30m, key: entity}
+  - {id: pair, kind: combination, items: [a, b], window: 1h, key: entity}
+"""
+    n = 400
+    frame = assay.read_events(pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)], "entity": [f"k{i % 7}" for i in range(n)],
+        "ts": pl.datetime_range(pl.datetime(2024, 1, 1, time_zone="UTC"), pl.datetime(2024, 1, 2, time_zone="UTC"),
+                                interval="3m", eager=True)[:n],
+        "item": [("a", "b", "c")[i % 3] for i in range(n)], "amount": [float(i % 23) for i in range(n)]})).events
+    straight = assay.stream(spec)
+    expected = pl.concat([straight.push(frame[:150]).alerts, straight.push(frame[150:]).alerts])
+    assert len(straight.detectors) == 2  # the two aggregates share one
+    old = assay.stream(spec)
+    old.detectors = build_single(old.file.scenarios)
+    first = old.push(frame[:150]).alerts
+    again = assay.stream(spec)
+    again.restore(old.snapshot())
+    assert len(again.detectors) == 3
+    second = again.push(frame[150:]).alerts
+    assert by_id(pl.concat([first, second])) == by_id(expected)
+    assert expected.height > 10 and set(expected["scenario"]) == {"many", "much", "pair"}
+    mixed = assay.stream(spec)
+    mixed.push(frame[:10])
+    with pytest.raises(ValueError, match="does not match"):
+        mixed.restore(old.snapshot(), partition=3)

@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
-from assay import detectors
+from assay import windowed
 from gen import comparable, events, scenarios, to_frame
 from reference import reference_alerts
 
-RATIO = detectors.INDEX_RATIO
+RATIO = windowed.INDEX_RATIO
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -35,7 +35,7 @@ def test_any_chunking_gives_the_batch_alerts(rows, spec, data):
     batch = assay.run(yaml_text, frame)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=6)))
     # micro-batches find their keys' earlier rows by the key index, or by scanning the state
-    detectors.INDEX_RATIO = 0 if data.draw(st.booleans()) else 10**9
+    windowed.INDEX_RATIO = 0 if data.draw(st.booleans()) else 10**9
     engine = assay.stream(yaml_text)
     got = []
     stored: list[bytes] = []
@@ -59,7 +59,7 @@ def test_any_chunking_gives_the_batch_alerts(rows, spec, data):
             for state in stored:
                 engine.restore(state)
     got.append(engine.flush())
-    detectors.INDEX_RATIO = RATIO
+    windowed.INDEX_RATIO = RATIO
     assert comparable(pl.concat(got)) == comparable(batch)
 
 

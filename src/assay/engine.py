@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
-from .detectors import MAX_EVIDENCE, Detector, build_detectors
+from .detectors import MAX_EVIDENCE, Detector, build_detectors, build_single
 from .event_rows import EventRows
 from .keys import BatchIndex
 from .retained import LANE_SHIFT, lane_base, runs
@@ -148,15 +148,14 @@ class Engine:
         bad = pl.lit(False)
         reason = pl.lit(None, dtype=pl.String)
         for det in self.detectors:
-            mask = det.unusable(events)
-            if mask is None:
+            masks = det.unusable(events)
+            if not masks:
                 det.relevance(events)  # raises ScenarioError when the rows do not fit the scenario
-                continue
-            sid = det.scenarios[0].id
-            reason = pl.when(bad).then(reason).when(mask).then(
-                pl.lit(f"scenario '{sid}' needs a number in this row's metric column; it is empty "
-                       "or not a number")).otherwise(reason)
-            bad = bad | mask.fill_null(False)
+            for sid, mask in masks:
+                reason = pl.when(bad).then(reason).when(mask).then(
+                    pl.lit(f"scenario '{sid}' needs a number in this row's metric column; it is empty "
+                           "or not a number")).otherwise(reason)
+                bad = bad | mask.fill_null(False)
         flags = events.select(bad.alias("_bad"), reason.alias("reason"))
         if not bool(flags["_bad"].any()):
             return events, events.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
@@ -256,7 +255,13 @@ class Engine:
     def restore(self, data: bytes, partition: int = 0) -> None:
         parts = split_parts(data)
         if len(parts) != 3 + len(self.detectors):
-            raise ValueError("the checkpoint does not match these scenarios")
+            single = build_single(self.file.scenarios)
+            if len(parts) != 3 + len(single) or not self._fresh():
+                raise ValueError("the checkpoint does not match these scenarios")
+            # written when each aggregate was its own detector: this engine keeps that layout
+            # (its checkpoints too), so that the state goes on as it was
+            self.detectors = single
+            self._tables = {}
         meta, held, events = (frame_from_bytes(p) for p in parts[:3])
         lane = self.lane(partition)
         lane.next_seq = int(meta["next_seq"][0])
@@ -276,6 +281,10 @@ class Engine:
         lane.snapshotted = True
 
     # --- internals -----------------------------------------------------------
+    def _fresh(self) -> bool:
+        """Nothing pushed or restored yet."""
+        return not self.lanes and all(d.state_rows() == 0 for d in self.detectors)
+
     def _with_seq(self, events: pl.DataFrame, lane: Lane | None = None) -> pl.DataFrame:
         lane = lane or self.lane(0)
         n = events.height

@@ -55,9 +55,11 @@ class SortedView:
         index = self.index
         return self._batch("ts", lambda: index.cached("ts", lambda: _epoch_us(index.rows["ts"])))
 
-    def codes(self, column: str) -> tuple[np.ndarray, int]:
+    def codes(self, column: str, retained: str = "_val") -> tuple[np.ndarray, int]:
+        """Dense codes of ``column``'s values in sorted order (``retained``: the chunk's column
+        that holds them)."""
         if self.index is None or column not in self.index.rows.columns:
-            dense, n = dense_codes(self.chunk["_val"])
+            dense, n = dense_codes(self.chunk[retained])
             return self.take(dense), n
         col = self.index.column(column)
         if self.full:
