@@ -189,3 +189,13 @@ scenarios:
     mixed.push(frame[:10])
     with pytest.raises(ValueError, match="does not match"):
         mixed.restore(old.snapshot(), partition=3)
+
+
+def test_a_paced_serialization_gives_the_same_bytes():
+    """A worker serializes checkpoints a frame at a time with pauses between: same bytes."""
+    spec = one_scenario('{id: two, kind: aggregate, metric: count, op: ">=", threshold: 2, window: 1h, key: entity}')
+    engine = assay.stream(spec)
+    engine.push(assay.read_events(pl.DataFrame({"event_id": ["a", "b"], "entity": ["x", "y"],
+                                                "ts": ["2024-01-01T00:00:00Z", "2024-01-01T00:10:00Z"]})).events)
+    state = engine.capture()
+    assert state.to_bytes(pause=0.001) == state.to_bytes()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .event_rows import EventRows
 from .keys import BatchIndex
 from .retained import LANE_SHIFT, lane_base, runs
 from .scenarios import ScenarioFile
-from .snapshots import frame_from_bytes, frame_to_bytes, frames_to_bytes, join_parts, split_parts
+from .snapshots import frame_from_bytes, frame_to_bytes, join_parts, split_parts
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
 _LANE = (pl.col("_seq") // lane_base(1)).alias("_lane")  # a row's partition
@@ -61,10 +62,19 @@ class CapturedState:
         return events + sum(f.estimated_size() for f in self.frames) + \
             sum(f.estimated_size() for frames in self.detectors for f in frames)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, pause: float = 0.0) -> bytes:
+        """Serialized; ``pause``: seconds to sleep after each frame (a stream worker writes a
+        checkpoint beside its micro-batches: in one go, the frames of ten seconds of a busy
+        stream took both cores for a quarter of a second)."""
+        def one(frame: pl.DataFrame) -> bytes:
+            data = frame_to_bytes(frame)
+            if pause:
+                time.sleep(pause)
+            return data
+
         events = self.event_rows if isinstance(self.event_rows, pl.DataFrame) else self.event_rows()
-        return join_parts([frame_to_bytes(f) for f in [*self.frames, events]] +
-                          [frames_to_bytes(d) for d in self.detectors])
+        return join_parts([one(f) for f in [*self.frames, events]] +
+                          [join_parts([one(f) for f in d]) for d in self.detectors])
 
 
 @dataclass
