@@ -6,37 +6,48 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assay import key_index
 from assay.key_index import KeyIndex
 
 
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(st.tuples(st.lists(st.integers(0, 40), max_size=30), st.integers(0, 25),
                                 st.lists(st.integers(0, 45), max_size=8)), max_size=25),
-       collide=st.booleans())
-def test_lookups_equal_a_scan(steps, collide):
+       collide=st.booleans(), tiny=st.booleans())
+def test_lookups_equal_a_scan(steps, collide, tiny):
     """Appends, cuts at the front and lookups; ``collide``: keys hash to few values, so
-    different keys share a list (callers filter by key) and the table probes past them."""
-    def h(keys: list[int]) -> np.ndarray:
-        return np.array([(k % 3 if collide else k * 0x9E3779B97F4A7C15 % 2**64) for k in keys], np.uint64)
+    different keys share a list (callers compare keys) and the table probes past them;
+    ``tiny``: the arrays start as small as can be, so that they grow (links moved, keys
+    rehashed) again and again."""
+    defaults = key_index.MIN_ROWS, key_index.MIN_SLOTS
+    if tiny:
+        key_index.MIN_ROWS, key_index.MIN_SLOTS = 1, 1
+    try:
+        def h(keys: list[int]) -> np.ndarray:
+            return np.array([(k % 3 if collide else k * 0x9E3779B97F4A7C15 % 2**64) for k in keys], np.uint64)
 
-    rows: list[int] = []  # key of every row ever retained, by position
-    cut = 0
-    index: KeyIndex | None = None
-    for keys, advance, queries in steps:
-        if index is None or not index.append(h(keys), len(rows), cut):
-            index = KeyIndex(h(rows[cut:] + keys), cut, len(set(rows[cut:] + keys)))
-        rows += keys
-        cut = min(len(rows), cut + advance)
-        wanted = set(h(queries).tolist())
-        expected = sorted(p for p in range(cut, len(rows)) if h([rows[p]])[0] in wanted)
-        got_positions, which = index.lookup(h(queries), cut)
-        got = got_positions.tolist()
-        # each position names a query with its row's hash
-        assert all(h([queries[w]])[0] == h([rows[p]])[0] for p, w in zip(got, which.tolist(), strict=True))
-        assert sorted(got) == expected
-        for value in wanted:  # each key's rows come in position order
-            mine = [p for p in got if h([rows[p]])[0] == value]
-            assert mine == sorted(mine)
+        rows: list[int] = []  # key of every row ever retained, by position
+        cut = 0
+        index: KeyIndex | None = None
+        for keys, advance, queries in steps:
+            if index is None:
+                index = KeyIndex(h(rows[cut:] + keys), cut, len(set(rows[cut:] + keys)))
+            else:
+                assert index.append(h(keys), len(rows), cut)
+            rows += keys
+            cut = min(len(rows), cut + advance)
+            wanted = set(h(queries).tolist())
+            expected = sorted(p for p in range(cut, len(rows)) if h([rows[p]])[0] in wanted)
+            got_positions, which = index.lookup(h(queries), cut)
+            got = got_positions.tolist()
+            # each position names a query with its row's hash
+            assert all(h([queries[w]])[0] == h([rows[p]])[0] for p, w in zip(got, which.tolist(), strict=True))
+            assert sorted(got) == expected
+            for value in wanted:  # each key's rows come in position order
+                mine = [p for p in got if h([rows[p]])[0] == value]
+                assert mine == sorted(mine)
+    finally:
+        key_index.MIN_ROWS, key_index.MIN_SLOTS = defaults
 
 
 def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():

@@ -7,9 +7,10 @@ retained row would make each micro-batch cost what the whole state costs. ``KeyI
 links each key's rows instead (by a 64-bit hash of the key), so a lookup costs the rows
 it returns. A hash collision only brings another key's rows along: callers compare keys.
 
-The index is derived state: never checkpointed, rebuilt from the retained rows after a
-restore, and when its arrays fill up (``append`` returns False), which happens after
-about one state's worth of rows, so rebuilding costs O(1) per row over time.
+The index is derived state: never checkpointed, built from the retained rows after a
+restore. When its arrays fill up it grows from what it holds: the links of the rows still
+retained move to a new array, the keys with rows left to a new table (by their stored
+hashes), each after about one state's worth of rows, so O(1) per row over time.
 """
 
 from __future__ import annotations
@@ -27,38 +28,64 @@ def key_hashes(keys: pl.Series) -> np.ndarray:
     return keys.hash(seed=HASH_SEED).to_numpy()
 
 
+# the smallest arrays (the tests make them tiny, so that they grow)
+MIN_ROWS = 4096
+MIN_SLOTS = 1024
+
+
 def _power_of_two(n: int) -> int:
-    return 1 << max(10, int(n - 1).bit_length())
+    return max(MIN_SLOTS, 1 << int(n - 1).bit_length())
 
 
 class KeyIndex:
     def __init__(self, hashes: np.ndarray, start: int, distinct: int):
         """Rows at positions ``start``.. with these key hashes; ``distinct`` keys among them."""
         self.base = start
-        size = _power_of_two(4 * (distinct + 1024))
+        size = _power_of_two(4 * (distinct + MIN_SLOTS))
         self.keys = np.zeros(size, np.uint64)
         self.head = np.full(size, -2, np.int64)
         self.tail = np.zeros(size, np.int64)
         self.used = 0
-        self.nxt = np.empty(max(4096, 2 * hashes.size), np.int64)
+        self.nxt = np.empty(max(MIN_ROWS, 2 * hashes.size), np.int64)
         self.end = start
-        if not self.append(hashes, start, start):
-            raise AssertionError("a new index holds its rows")
+        self.append(hashes, start, start)
 
     @classmethod
     def of(cls, keys: pl.Series, start: int) -> KeyIndex:
         return cls(key_hashes(keys), start, keys.n_unique())
 
     def append(self, hashes: np.ndarray, start: int, cut: int) -> bool:
-        """Link rows at positions ``start``..; False (and nothing changed) when they do not fit."""
+        """Link rows at positions ``start``.. (always True: the arrays grow as needed)."""
         if start != self.end:
             raise AssertionError("rows are appended in position order")
-        if start + hashes.size - self.base > self.nxt.size or (self.used + hashes.size) * 2 > self.keys.size:
-            return False
+        if start + hashes.size - self.base > self.nxt.size:
+            self._compact(cut, hashes.size)
+        if (self.used + hashes.size) * 2 > self.keys.size:
+            self._rehash(cut, hashes.size)
         self.used += index_kernels.index_append(self.keys, self.head, self.tail, self.nxt, self.base, cut,
                                                 np.ascontiguousarray(hashes, dtype=np.uint64), start)
         self.end = start + hashes.size
         return True
+
+    def _compact(self, cut: int, incoming: int) -> None:
+        """The links from ``cut`` on, moved to the start of a new array with room to grow: no
+        key is hashed again (rebuilding from the rows hashed a million keys at once and paused
+        the stream for a tenth of a second)."""
+        index_kernels.index_advance(self.head, self.tail, self.nxt, self.base, cut)
+        live = self.end - cut
+        nxt = np.empty(max(MIN_ROWS, 2 * (live + incoming)), np.int64)
+        nxt[:live] = self.nxt[cut - self.base:self.end - self.base]
+        self.nxt, self.base = nxt, cut
+
+    def _rehash(self, cut: int, incoming: int) -> None:
+        """A new table of the keys with rows left (their hashes are in the old one)."""
+        live = index_kernels.index_advance(self.head, self.tail, self.nxt, self.base, cut)
+        size = _power_of_two(4 * (live + incoming + MIN_SLOTS))
+        keys = np.zeros(size, np.uint64)
+        head = np.full(size, index_kernels.EMPTY, np.int64)
+        tail = np.zeros(size, np.int64)
+        self.used = index_kernels.index_rehash(self.keys, self.head, self.tail, keys, head, tail)
+        self.keys, self.head, self.tail = keys, head, tail
 
     def lookup(self, hashes: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions (at or above ``cut``) of the rows whose key has one of these hashes, and

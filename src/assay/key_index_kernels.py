@@ -86,6 +86,47 @@ def index_lookup(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, nxt: np.n
     return out, which
 
 
+@njit(cache=True, nogil=True)
+def index_advance(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, base: int, cut: int) -> int:
+    """Move every key's head to its first row at or above ``cut`` (-1 when none is left), so
+    that nothing reads links below ``cut``; returns the keys with rows left."""
+    live = 0
+    for s in range(head.size):
+        if head[s] == EMPTY or head[s] < 0:
+            continue
+        if tail[s] < cut:
+            head[s] = -1
+            continue
+        p = head[s]
+        while p < cut:
+            p = nxt[p - base]
+        head[s] = p
+        live += 1
+    return live
+
+
+@njit(cache=True, nogil=True)
+def index_rehash(keys: np.ndarray, head: np.ndarray, tail: np.ndarray, new_keys: np.ndarray,
+                 new_head: np.ndarray, new_tail: np.ndarray) -> int:
+    """Insert the keys with rows left (``head`` >= 0, after ``index_advance``) into an empty
+    table; returns the slots used."""
+    mask = np.uint64(new_keys.size - 1)
+    one = np.uint64(1)
+    used = 0
+    for s in range(keys.size):
+        if head[s] < 0:
+            continue
+        h = keys[s]
+        t = h & mask
+        while new_head[t] != EMPTY:
+            t = (t + one) & mask
+        new_keys[t] = h
+        new_head[t] = head[s]
+        new_tail[t] = tail[s]
+        used += 1
+    return used
+
+
 def warm_up() -> None:
     one = np.zeros(1, np.uint64)
     head = np.full(2, EMPTY, np.int64)
@@ -94,3 +135,5 @@ def warm_up() -> None:
     keys = np.zeros(2, np.uint64)
     index_append(keys, head, tail, nxt, 0, 0, one, 0)
     index_lookup(keys, head, tail, nxt, 0, 0, one)
+    index_advance(head, tail, nxt, 0, 0)
+    index_rehash(keys, head, tail, keys.copy(), np.full(2, EMPTY, np.int64), tail.copy())

@@ -141,11 +141,8 @@ class Retained:
     def append(self, fresh: pl.DataFrame, hashes: np.ndarray | None) -> None:
         if fresh.height == 0:
             return
-        if self.index is not None:
-            if hashes is None:
-                hashes = key_hashes(fresh["_key"])
-            if not self.index.append(hashes, self.appended, self.cut):
-                self.index = None  # full: rebuilt from the rows when next needed
+        if self.index is not None:  # built when first needed; from then on it grows with the rows
+            self.index.append(key_hashes(fresh["_key"]) if hashes is None else hashes, self.appended, self.cut)
         if not self.height:
             self.first_ts = fresh["_ts"][0]
         self.tail = pl.concat([self.tail, fresh]) if self.tail.height else fresh
