@@ -30,10 +30,8 @@ def test_lookups_equal_a_scan(steps, collide, tiny):
         cut = 0
         index: KeyIndex | None = None
         for keys, advance, queries in steps:
-            if index is None:
+            if index is None or not index.append(h(keys), len(rows), cut):  # full and not looked up since
                 index = KeyIndex(h(rows[cut:] + keys), cut, len(set(rows[cut:] + keys)))
-            else:
-                assert index.append(h(keys), len(rows), cut)
             rows += keys
             cut = min(len(rows), cut + advance)
             wanted = set(h(queries).tolist())
@@ -71,3 +69,14 @@ def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts):
     want_order, want_start = kernels.group_by_code(array, n_codes)
     got_order, got_start = radix.group_by_code(array, n_codes, parts)
     assert got_order.tolist() == want_order.tolist() and got_start.tolist() == want_start.tolist()
+
+
+def test_a_full_index_grows_only_if_it_was_looked_up(monkeypatch):
+    monkeypatch.setattr(key_index, "MIN_ROWS", 1)
+    monkeypatch.setattr(key_index, "MIN_SLOTS", 1)
+    index = KeyIndex(np.array([5, 7], np.uint64), 0, 2)
+    assert not index.append(np.arange(100, 200, dtype=np.uint64), 2, 0)  # full, never read: dropped
+    index.lookup(np.array([5], np.uint64), 0)
+    assert index.append(np.arange(100, 200, dtype=np.uint64), 2, 1)  # read since: grows
+    assert index.lookup(np.array([5, 150], np.uint64), 1)[0].tolist() == [52]  # 5 was cut
+    assert index.lookup(np.array([7], np.uint64), 1)[0].tolist() == [1]

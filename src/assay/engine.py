@@ -63,13 +63,14 @@ class CapturedState:
             sum(f.estimated_size() for frames in self.detectors for f in frames)
 
     def to_bytes(self, pause: float = 0.0) -> bytes:
-        """Serialized; ``pause``: seconds to sleep after each frame (a stream worker writes a
-        checkpoint beside its micro-batches: in one go, the frames of ten seconds of a busy
-        stream took both cores for a quarter of a second)."""
+        """Serialized; ``pause``: after each frame, sleep as long as it took, up to this many
+        seconds (a stream worker writes a checkpoint beside its micro-batches: in one go, the
+        frames of ten seconds of a busy stream took both cores for a quarter of a second)."""
         def one(frame: pl.DataFrame) -> bytes:
+            started = time.perf_counter()
             data = frame_to_bytes(frame)
             if pause:
-                time.sleep(pause)
+                time.sleep(min(pause, time.perf_counter() - started))
             return data
 
         events = self.event_rows if isinstance(self.event_rows, pl.DataFrame) else self.event_rows()

@@ -141,8 +141,9 @@ class Retained:
     def append(self, fresh: pl.DataFrame, hashes: np.ndarray | None) -> None:
         if fresh.height == 0:
             return
-        if self.index is not None:  # built when first needed; from then on it grows with the rows
-            self.index.append(key_hashes(fresh["_key"]) if hashes is None else hashes, self.appended, self.cut)
+        if self.index is not None and not self.index.append(
+                key_hashes(fresh["_key"]) if hashes is None else hashes, self.appended, self.cut):
+            self.index = None  # full and unused: built again when a micro-batch needs it
         if not self.height:
             self.first_ts = fresh["_ts"][0]
         self.tail = pl.concat([self.tail, fresh]) if self.tail.height else fresh

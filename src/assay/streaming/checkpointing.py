@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 # the state is smaller: a full state costs the engine a pause (and the machine a large write),
 # and restoring a small state with up to this many bytes of deltas takes a second or two
 FULL_AFTER_BYTES = 256 * 1024 * 1024
-# A checkpoint is serialized a frame at a time, with this pause after each: the micro-batches
-# go on between them (in one burst, the p99 latency of a busy stream doubled around it)
+# A checkpoint is serialized a frame at a time, each followed by a pause as long as it took
+# (this long at most): the micro-batches go on between them (in one burst, the p99 latency of
+# a busy stream doubled around it)
 SERIALIZE_PAUSE_SECONDS = 0.02
 
 
