@@ -56,7 +56,9 @@ class KeyIndex:
 
     @classmethod
     def of(cls, keys: pl.Series, start: int) -> KeyIndex:
-        return cls(key_hashes(keys), start, keys.n_unique())
+        # an estimate sizes the table well enough (it grows when full): the exact count took
+        # half of building an index over a million rows
+        return cls(key_hashes(keys), start, keys.approx_n_unique())
 
     def append(self, hashes: np.ndarray, start: int, cut: int) -> bool:
         """Link rows at positions ``start``..; the arrays grow as needed if the index was
