@@ -80,3 +80,9 @@ def test_a_full_index_grows_only_if_it_was_looked_up(monkeypatch):
     assert index.append(np.arange(100, 200, dtype=np.uint64), 2, 1)  # read since: grows
     assert index.lookup(np.array([5, 150], np.uint64), 1)[0].tolist() == [52]  # 5 was cut
     assert index.lookup(np.array([7], np.uint64), 1)[0].tolist() == [1]
+
+
+def test_a_new_index_over_a_few_keys_with_many_rows_each():
+    """Its table is sized for the keys, not for one key per row (that bound refused it)."""
+    index = KeyIndex(np.array([5, 7] * 5000, np.uint64), 0, 2)
+    assert index.lookup(np.array([7], np.uint64), 9990)[0].tolist() == [9991, 9993, 9995, 9997, 9999]

@@ -39,20 +39,27 @@ def _power_of_two(n: int) -> int:
     return max(MIN_SLOTS, 1 << int(n - 1).bit_length())
 
 
+def _table(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An empty table: (hash, first position, last position) per slot."""
+    return np.zeros(size, np.uint64), np.full(size, index_kernels.EMPTY, np.int64), np.zeros(size, np.int64)
+
+
+def _as_hashes(hashes: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(hashes, dtype=np.uint64)
+
+
 class KeyIndex:
     def __init__(self, hashes: np.ndarray, start: int, distinct: int):
         """Rows at positions ``start``.. with these key hashes; ``distinct`` keys among them."""
         self.base = start
-        size = _power_of_two(4 * (distinct + MIN_SLOTS))
-        self.keys = np.zeros(size, np.uint64)
-        self.head = np.full(size, -2, np.int64)
-        self.tail = np.zeros(size, np.int64)
-        self.used = 0
+        # a table for the distinct keys (a quarter full at most), not for one key per row:
+        # ``append``'s bound assumes every new row may be a new key
+        self.keys, self.head, self.tail = _table(_power_of_two(4 * (distinct + MIN_SLOTS)))
         self.nxt = np.empty(max(MIN_ROWS, 2 * hashes.size), np.int64)
-        self.end = start
+        self.used = index_kernels.index_append(self.keys, self.head, self.tail, self.nxt, start, start,
+                                               _as_hashes(hashes), start)
+        self.end = start + hashes.size
         self.lookups = 0  # since the arrays last grew
-        if not self.append(hashes, start, start):
-            raise AssertionError("a new index holds its rows")
 
     @classmethod
     def of(cls, keys: pl.Series, start: int) -> KeyIndex:
@@ -77,7 +84,7 @@ class KeyIndex:
         if full_rows or full_keys:
             self.lookups = 0
         self.used += index_kernels.index_append(self.keys, self.head, self.tail, self.nxt, self.base, cut,
-                                                np.ascontiguousarray(hashes, dtype=np.uint64), start)
+                                                _as_hashes(hashes), start)
         self.end = start + hashes.size
         return True
 
@@ -94,10 +101,7 @@ class KeyIndex:
     def _rehash(self, cut: int, incoming: int) -> None:
         """A new table of the keys with rows left (their hashes are in the old one)."""
         live = index_kernels.index_advance(self.head, self.tail, self.nxt, self.base, cut)
-        size = _power_of_two(4 * (live + incoming + MIN_SLOTS))
-        keys = np.zeros(size, np.uint64)
-        head = np.full(size, index_kernels.EMPTY, np.int64)
-        tail = np.zeros(size, np.int64)
+        keys, head, tail = _table(_power_of_two(4 * (live + incoming + MIN_SLOTS)))
         self.used = index_kernels.index_rehash(self.keys, self.head, self.tail, keys, head, tail)
         self.keys, self.head, self.tail = keys, head, tail
 
@@ -106,7 +110,7 @@ class KeyIndex:
         for each the number of a query (into ``hashes``) with its hash: comparing the row's
         key with that query's tells a collision apart without a hash table of keys."""
         self.lookups += 1
-        queries, first = np.unique(np.asarray(hashes, dtype=np.uint64), return_index=True)
+        queries, first = np.unique(_as_hashes(hashes), return_index=True)
         positions, which = index_kernels.index_lookup(self.keys, self.head, self.tail, self.nxt, self.base, cut,
                                                       queries)
         return positions, first[which]

@@ -92,7 +92,7 @@ def index_advance(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, base: int
     that nothing reads links below ``cut``; returns the keys with rows left."""
     live = 0
     for s in range(head.size):
-        if head[s] == EMPTY or head[s] < 0:
+        if head[s] < 0:  # never used (EMPTY), or its rows all left
             continue
         if tail[s] < cut:
             head[s] = -1
