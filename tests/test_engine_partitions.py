@@ -158,7 +158,7 @@ def test_a_checkpoint_of_aggregates_each_in_its_own_detector_restores():
     """Earlier versions gave each aggregate its own detector; aggregates sharing key and
     ``where`` now share one. An engine restoring such a checkpoint keeps that layout, and
     continues exactly."""
-    from assay.detectors import build_single
+    from assay.detectors import build_detectors
 
     spec = """version: 1
 purpose: fraud
@@ -177,7 +177,7 @@ scenarios:
     expected = pl.concat([straight.push(frame[:150]).alerts, straight.push(frame[150:]).alerts])
     assert len(straight.detectors) == 2  # the two aggregates share one
     old = assay.stream(spec)
-    old.detectors = build_single(old.file.scenarios)
+    old.detectors = build_detectors(old.file.scenarios, share_aggregates=False)
     first = old.push(frame[:150]).alerts
     again = assay.stream(spec)
     again.restore(old.snapshot())

@@ -28,9 +28,7 @@ METRIC_CODES = {"count": "M_COUNT", "min": "M_MIN", "max": "M_MAX", "distinct": 
 class AggregateDetector(WindowedDetector):
     """``aggregate`` scenarios sharing key and ``where``."""
 
-    def __init__(self, scenarios: tuple[Scenario, ...] | Scenario):
-        if isinstance(scenarios, Scenario):
-            scenarios = (scenarios,)
+    def __init__(self, scenarios: tuple[Scenario, ...]):
         # (text or number, column) -> the retained column holding it
         self.sources: dict[tuple[str, str], str] = {}
         self.value_of: list[str | None] = []  # per scenario

@@ -14,30 +14,21 @@ from .scenarios import Scenario
 from .windowed import MAX_EVIDENCE, Detector, WindowedDetector, empty_candidates
 
 
-def build_detectors(scenarios: tuple[Scenario, ...]) -> list[Detector]:
-    """Combinations sharing key and ``where`` form one pack, and so do aggregates."""
+def build_detectors(scenarios: tuple[Scenario, ...], *, share_aggregates: bool = True) -> list[Detector]:
+    """Combinations sharing key and ``where`` form one pack, and so do aggregates.
+
+    ``share_aggregates=False``: one detector per aggregate, as earlier versions built them
+    (checkpoints they wrote restore into these: ``Engine.restore``)."""
     packs: dict[tuple[str, str, str], list[Scenario]] = {}
     for s in scenarios:
         tree = "" if s.where_tree is None else where_lang.render(s.where_tree)
-        packs.setdefault((s.kind, s.key, tree), []).append(s)
+        # a scenario id is unique: a pack of its own
+        pack = (s.kind, s.key, tree) if share_aggregates or s.kind == "combination" else (s.kind, s.id, "")
+        packs.setdefault(pack, []).append(s)
     # aggregates first (as when each was its own detector), then combination packs
     return [AggregateDetector(tuple(members)) for (kind, _, _), members in packs.items() if kind == "aggregate"] + \
         [CombinationDetector(tuple(members)) for (kind, _, _), members in packs.items() if kind == "combination"]
 
 
-def build_single(scenarios: tuple[Scenario, ...]) -> list[Detector]:
-    """The detectors of earlier versions, one per aggregate: checkpoints they wrote restore
-    into these (``Engine.restore``)."""
-    packs: dict[tuple[str, str], list[Scenario]] = {}
-    detectors: list[Detector] = []
-    for s in scenarios:
-        if s.kind == "combination":
-            tree = "" if s.where_tree is None else where_lang.render(s.where_tree)
-            packs.setdefault((s.key, tree), []).append(s)
-        else:
-            detectors.append(AggregateDetector((s,)))
-    return detectors + [CombinationDetector(tuple(members)) for members in packs.values()]
-
-
 __all__ = ["AggregateDetector", "CombinationDetector", "Detector", "MAX_EVIDENCE", "WindowedDetector",
-           "build_detectors", "build_single", "empty_candidates"]
+           "build_detectors", "empty_candidates"]

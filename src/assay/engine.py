@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
-from .detectors import MAX_EVIDENCE, Detector, build_detectors, build_single
+from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
 from .retained import LANE_SHIFT, lane_base, runs
@@ -266,7 +266,7 @@ class Engine:
     def restore(self, data: bytes, partition: int = 0) -> None:
         parts = split_parts(data)
         if len(parts) != 3 + len(self.detectors):
-            single = build_single(self.file.scenarios)
+            single = build_detectors(self.file.scenarios, share_aggregates=False)
             if len(parts) != 3 + len(single) or not self._fresh():
                 raise ValueError("the checkpoint does not match these scenarios")
             # written when each aggregate was its own detector: this engine keeps that layout
