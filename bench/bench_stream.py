@@ -248,10 +248,8 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
     asyncio.run(main())
     # a row's publish time is its entity message's (the one its alerts come from, but for the
     # fan-in's, whose counterparty message was published right after it)
-    sent_at = dict(zip(pl.concat([ids for suffix, _, _, ids in msgs if suffix == "entity"]).to_list(),
-                       np.repeat([t for (suffix, _, _, _), t in zip(msgs, times, strict=True) if suffix == "entity"],
-                                 [ids.len() for suffix, _, _, ids in msgs if suffix == "entity"]).tolist(),
-                       strict=True))
+    sent_at = {eid: t for (suffix, _, _, ids), t in zip(msgs, times, strict=True) if suffix == "entity"
+               for eid in ids.to_list()}
     lat = np.array([(t - sent_at[eid]) * 1000 for eid, t, _ in got if eid in sent_at])
     if os.environ.get("BENCH_LATENCIES"):  # (received at, latency ms) of each alert, for a closer look
         np.save(os.environ["BENCH_LATENCIES"], np.array([(t, (t - sent_at[eid]) * 1000) for eid, t, _ in got

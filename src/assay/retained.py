@@ -149,7 +149,7 @@ class Retained:
         self.tail = pl.concat([self.tail, fresh]) if self.tail.height else fresh
         self.appended += fresh.height
         if self.tail.height * 8 > self.base.height:
-            self.rows = self.rows
+            self.rows = self.rows  # the tail joins the base, as one chunk
         elif self.tail.n_chunks() > 32:
             self.tail = self.tail.rechunk()
 

@@ -84,4 +84,4 @@ def parse_partitions(text: str) -> list[int]:
     return sorted(set(out))
 
 
-__all__ = ["Partition", "in_order", "parse_partitions"]
+__all__ = ["Partition", "fetch_ready", "in_order", "parse_partitions"]

@@ -94,6 +94,13 @@ FETCH_BYTES = 32 * 1024 * 1024
 OUTPUT_RETENTION_SECONDS = 7 * 86400  # of ASSAY_ALERTS and ASSAY_DEADLETTER, when the worker creates them
 
 
+def _fail(waiting: list[asyncio.Future], exc: BaseException) -> None:  # type: ignore[type-arg]
+    """Wake those still waiting with the error (a cancellation wakes them as a stop)."""
+    for done in waiting:
+        if not done.done():
+            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the worker stopped"))
+
+
 class StreamWorker(Checkpointing):
     def __init__(self, scenarios: ScenarioFile, store: Store, options: WorkerOptions,
                  log: Callable[[str], None] = print):
@@ -286,13 +293,9 @@ class StreamWorker(Checkpointing):
         try:
             await self._push_all(js)
         finally:  # stopped or failed: nobody waits for a push or a capture that will not come
-            for _, _, done in self.inbox:
-                if not done.done():
-                    done.set_exception(RuntimeError("the worker stopped"))
+            _fail([done for _, _, done in self.inbox], RuntimeError("the worker stopped"))
             self.inbox = []
-            for _, done in self.capture_requests:
-                if not done.done():
-                    done.set_exception(NotCaptured())
+            _fail([done for _, done in self.capture_requests], NotCaptured())
             self.capture_requests = []
 
     async def _push_all(self, js) -> None:  # type: ignore[no-untyped-def]
@@ -326,9 +329,7 @@ class StreamWorker(Checkpointing):
                     taken = await loop.run_in_executor(self.engine_pool, self._capture_all,
                                                        [part for part, _ in requests])
                 except BaseException as exc:
-                    for _, done in requests:
-                        if not done.done():
-                            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                    _fail([done for _, done in requests], exc)
                     raise
                 for (_, done), one in zip(requests, taken, strict=True):
                     done.set_result(one)
@@ -340,9 +341,7 @@ class StreamWorker(Checkpointing):
             alerts, dead = await loop.run_in_executor(
                 self.engine_pool, self._process, [(part, msgs) for part, msgs, _ in items])
         except BaseException as exc:
-            for _, _, done in items:
-                if not done.done():
-                    done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+            _fail([done for _, _, done in items], exc)
             raise
         # Published at once, in order, while the engine goes on with the next micro-batch
         # (not waiting for JetStream's acknowledgements); stored within SINK_SECONDS. A
