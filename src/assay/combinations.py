@@ -8,13 +8,14 @@ import os
 import numpy as np
 import polars as pl
 
-from .lazy import kernels
+from .lazy import LazyModule
 from .scenarios import Scenario
 from .windowed import MAX_EVIDENCE, WindowedDetector
 
 # Combination packs over at least this many rows run their kernel on KERNEL_THREADS threads
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
+combination_kernels = LazyModule("assay.combination_kernels")
 
 
 class CombinationDetector(WindowedDetector):
@@ -62,7 +63,7 @@ class CombinationDetector(WindowedDetector):
         prev_ptr, prev_combos = self._prev_pairs(group_keys)
         # a large input runs on two threads, by halves of its keys
         parts = KERNEL_THREADS if ts_sorted.shape[0] >= SPLIT_ROWS else 1
-        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = kernels.run_combination_kernel_split(
+        (rows, combos, values, ev_ptr, ev_rows, ev_total, fin_g, fin_c) = combination_kernels.run_combination_kernel_split(
             group_start, ts_sorted, items, new_sorted, len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos,
             self.windows, self.min_distinct, prev_ptr, prev_combos, MAX_EVIDENCE, parts)

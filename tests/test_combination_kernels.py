@@ -1,0 +1,67 @@
+"""The combination kernel's rarest-first checks: any order of the items gives the same alerts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from assay import combination_kernels as ck
+from assay.combinations import CombinationDetector
+from assay.scenarios import load_scenarios
+
+PACK = """
+version: 1
+purpose: precursor-compliance
+scenarios:
+  - {id: ab, kind: combination, items: [a, b], window: 1h}
+  - {id: abc2, kind: combination, items: [a, b, c], min_distinct: 2, window: 2h}
+  - {id: bcd, kind: combination, items: [b, c, d], window: 30m}
+"""
+
+
+def detector() -> CombinationDetector:
+    return CombinationDetector(tuple(load_scenarios(PACK).scenarios))
+
+
+def test_checks_order_other_items_rarest_first_and_count_the_misses_allowed() -> None:
+    det = detector()
+    a, b, c, d = (det.item_codes[x] for x in "abcd")
+    freq = np.zeros(4, np.int64)
+    freq[[a, b, c, d]] = [40, 30, 20, 10]
+    ptr, others, allow = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos,
+                                   det.min_distinct, freq)
+    got = {}
+    for x in range(4):
+        for q in range(det.item_ptr[x], det.item_ptr[x + 1]):
+            got[(x, int(det.item_combos[q]))] = (others[ptr[q]:ptr[q + 1]].tolist(), int(allow[q]))
+    assert got[(a, 0)] == ([b], 0)
+    assert got[(a, 1)] == ([c, b], 1)  # two of three: one other item may be missing
+    assert got[(b, 2)] == ([d, c], 0)
+    assert got[(d, 2)] == ([c, b], 0)
+
+
+def test_the_order_of_the_checks_does_not_change_the_result() -> None:
+    det = detector()
+    rng = np.random.default_rng(3)
+    n = 5_000
+    sizes = rng.integers(1, 30, 400)
+    group_start = np.concatenate([[0], np.cumsum(sizes)])
+    group_start = np.append(group_start[group_start < n], n).astype(np.int64)
+    ts = np.zeros(n, np.int64)
+    for g in range(group_start.size - 1):
+        a, b = group_start[g], group_start[g + 1]
+        ts[a:b] = np.sort(rng.integers(0, 4 * 3600 * 10**6, b - a))
+    items = rng.integers(0, 4, n).astype(np.int32)
+    is_new = rng.random(n) < 0.8
+    prev_ptr = np.zeros(group_start.size, np.int64)
+    results = []
+    for freq in (np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1]), np.array([2, 4, 1, 3])):
+        ptr, others, allow = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos,
+                                       det.min_distinct, freq)
+        out = ck.run_combination_kernel(group_start, ts, items, is_new, 4, det.combo_ptr, det.combo_items,
+                                        det.item_ptr, det.item_combos, ptr, others, allow, det.windows,
+                                        prev_ptr, np.zeros(0, np.int64), 1000)
+        results.append(out)
+    assert results[0][0].size > 50  # alerts of every kind of check
+    for other in results[1:]:
+        for x, y in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(x, y)
