@@ -102,3 +102,22 @@ def test_few_relevant_rows_prefetch_positions_equal_full_read(tmp_path):
     fast = assay.run(spec, path)
     assert fast.height > 0
     assert fast.equals(assay.run(spec, rows))
+
+
+def test_numbers_stored_as_text_take_the_ordinary_path(tmp_path):
+    path = tmp_path / "e.parquet"
+    frame().with_columns(pl.col("amount").cast(pl.String)).write_parquet(path)
+    assert assay.run(COMBOS, path).equals(assay.run(COMBOS, frame()))
+    frame().with_columns(pl.col("amount").cast(pl.String).replace("2.0", "two")).write_parquet(path)
+    with pytest.raises(assay.InputError, match="column 'amount'.*'two'"):
+        assay.run(COMBOS, path)
+
+
+def test_empty_text_is_no_value_on_the_fast_path(tmp_path):
+    path = tmp_path / "e.parquet"
+    rows = frame().with_columns(pl.col("item").replace("q", ""), pl.Series("channel", ["", "web", "", "app", "", "app"]))
+    rows.write_parquet(path)
+    fast = assay.run_detailed(COMBOS, path)
+    assert fast.events["item"].null_count() == 0  # only relevant rows are read
+    spec = COMBOS.replace('where: "amount > 50"', "where: \"channel != 'web'\"")
+    assert assay.run(spec, path).equals(assay.run(spec, rows))

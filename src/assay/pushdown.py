@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from .events import (
     NUMERIC_DEFAULTS,
     REQUIRED,
-    TEXT_COLUMNS,
     TS_DTYPE,
     ReadResult,
     apply_mapping,
@@ -114,20 +113,41 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         seq = (pl.col("_row") - 1 + offset).alias("_seq")
         ids.append(scan.select(pl.col("event_id").cast(pl.String), ts_expr.cast(TS_DTYPE).alias("ts"), seq))
         present = {renames.get(c, c) for c in cols}
-        canonical = [pl.col(c).cast(pl.String) for c in TEXT_COLUMNS if c in present]
-        canonical += [pl.col(c).cast(pl.Float64).fill_null(d) for c, d in NUMERIC_DEFAULTS.items()
-                      if c in present]
-        # columns the reader adds with their defaults when a file lacks them
-        canonical += [pl.lit(None, dtype=typed.schema[c]).alias(c) for c in typed.columns
-                      if c not in present and c not in ("_file", "_row") and c not in NUMERIC_DEFAULTS]
-        canonical += [pl.lit(d, dtype=pl.Float64).alias(c) for c, d in NUMERIC_DEFAULTS.items()
-                      if c not in present]
-        relevant = scan.with_columns(ts_expr.alias("ts"), *canonical).filter(expr).collect()
-        good, _ = normalize(relevant.with_columns(pl.lit(str(path)).alias("_file")), str(path),
-                            skip_errors=False, strip=False)
-        frames.append(good.with_columns(
-            (pl.col("_row") - 1 + offset).cast(pl.Int64).alias("_seq")))
+        clean = _clean_columns(scan.collect_schema(), present, typed)
+        if clean is None:
+            return None
+        # the footer proved the required columns clean: what the reader's validation would
+        # still do (types, empty text as no value, defaults) is part of the scan's plan
+        relevant = scan.with_columns(ts_expr.alias("ts"), *clean).filter(expr).select(
+            *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns],
+            seq).collect()
+        frames.append(relevant)
         offset += n_rows
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return PushdownResult(events, empty_rejects(), [str(p) for p in paths],
                           all_ids=pl.concat(ids), rows_total=offset)
+
+
+def _clean_columns(schema: pl.Schema, present: set[str], typed: pl.DataFrame) -> list[pl.Expr] | None:
+    """Expressions giving each column of ``typed`` (the reader's output) as the reader would
+    from this scan's columns; None when a value might need the reader's checks (numbers
+    stored as text)."""
+    exprs = []
+    for name in typed.columns:
+        if name in ("ts", "_file", "_row"):
+            continue
+        dtype = typed.schema[name]
+        if name not in present:
+            default = NUMERIC_DEFAULTS.get(name)
+            exprs.append(pl.lit(default, dtype=dtype).alias(name))
+        elif name in NUMERIC_DEFAULTS:
+            if not schema[name].is_numeric():
+                return None
+            exprs.append(pl.col(name).cast(pl.Float64).fill_null(NUMERIC_DEFAULTS[name]))
+        elif dtype == pl.String:
+            text = pl.col(name).cast(pl.String)
+            exprs.append(text if name in REQUIRED else
+                         pl.when(text.str.len_bytes() > 0).then(text).alias(name))
+        elif schema[name] != dtype:
+            return None
+    return exprs
