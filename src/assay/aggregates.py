@@ -83,6 +83,9 @@ class AggregateDetector(WindowedDetector):
 
     def check_values(self, relevant: pl.DataFrame) -> None:
         for s, name in self._numeric():
+            values = relevant[name]
+            if not values.has_nulls() and not values.is_nan().any():
+                continue
             bad = relevant.filter(pl.col(name).is_null() | pl.col(name).is_nan())
             if bad.height:
                 first = bad.row(0, named=True)

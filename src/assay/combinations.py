@@ -30,6 +30,8 @@ class CombinationDetector(WindowedDetector):
             for item in s.items:
                 names.setdefault(item, len(names))
         self.item_codes = names
+        self._names = pl.Series(list(names), dtype=pl.String)  # built once, not per micro-batch
+        self._codes = pl.Series(list(names.values()), dtype=pl.Int32)
         ptr = [0]
         flat: list[int] = []
         by_item: list[list[int]] = [[] for _ in names]
@@ -47,14 +49,14 @@ class CombinationDetector(WindowedDetector):
         self.min_distinct = np.array([s.min_distinct for s in scenarios], np.int64)
 
     def relevance(self, rows: pl.DataFrame) -> pl.Expr:
-        return super().relevance(rows) & pl.col("item").is_in(list(self.item_codes))
+        return super().relevance(rows) & pl.col("item").is_in(self._names.implode())
 
     @property
     def selective(self) -> bool:
         return True
 
     def value_expr(self, rows: pl.DataFrame) -> pl.Expr:
-        return pl.col("item").replace_strict(self.item_codes, default=None, return_dtype=pl.Int32)
+        return pl.col("item").replace_strict(self._names, self._codes, default=None, return_dtype=pl.Int32)
 
     def evaluate(self, view, group_start, new_sorted, group_keys):
         chunk, order = view.chunk, view.order

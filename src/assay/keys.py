@@ -20,6 +20,8 @@ radix = LazyModule("assay.radix")
 # a column of at least this many rows is sorted by key on SORT_THREADS threads
 PARALLEL_SORT_ROWS = 1_000_000
 SORT_THREADS = min(2, os.cpu_count() or 1)
+# up to this many rows, the hash table is sized for the rows, not an estimate of distinct values
+SMALL_ROWS = 65_536
 
 
 def encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -40,7 +42,9 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     text = values if values.dtype == pl.String else values.cast(pl.String)
     hashes = text.hash(seed=0).to_numpy()
     valid = text.is_not_null().to_numpy()
-    estimate = int(text.approx_n_unique() * 1.1) + 16
+    # a small input's table is small whatever it holds: no estimate needed
+    n = text.len()
+    estimate = n if n <= SMALL_ROWS else int(text.approx_n_unique() * 1.1) + 16
     codes, first, n = kernels.dense_from_hashes(hashes, valid, estimate)
     while n < 0:
         estimate *= 4

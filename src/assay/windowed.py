@@ -19,6 +19,7 @@ import polars as pl
 
 from . import where as where_lang
 from .errors import ScenarioError
+from .held import Held
 from .key_index import key_hashes
 from .keys import BatchIndex, dense_codes
 from .lazy import kernels
@@ -37,7 +38,6 @@ INDEX_RATIO = 100
 # at every micro-batch): at most that share more rows are kept
 EXPIRY_SLACK_RATIO = 32
 ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
-PREV_SCHEMA = {"_key": pl.String, "_combo": pl.Int64, "_lane": pl.Int64}
 CANDIDATE_SCHEMA = {"_scen": pl.Int64, "key": pl.String, "_ts": pl.Int64, "_seq": pl.Int64,
                     "trigger_event_id": pl.String, "value": pl.Float64,
                     "evidence": pl.List(pl.String), "_total": pl.Int64}
@@ -103,7 +103,7 @@ class WindowedDetector:
         # per partition (SPEC: each has its own watermark, so its own expiry); a batch run and
         # a single stream have one, partition 0
         self.lanes: dict[int, Retained] = {}
-        self.prev: pl.DataFrame = self._empty_prev()  # of every partition (``_lane``): keys are theirs alone
+        self.held = Held()  # of every partition: keys are theirs alone
         self._keep_state = True  # False during a batch run's update: no evaluation follows
         self._group_lanes: np.ndarray | int = 0  # the partition of each group being evaluated
 
@@ -120,15 +120,18 @@ class WindowedDetector:
         """Those columns, from the events."""
         return {"_val": self.value_expr(rows)}
 
-    def _empty_prev(self) -> pl.DataFrame:
-        return pl.DataFrame(schema=PREV_SCHEMA)
-
     def _lane(self, number: int) -> Retained:
         """A partition's retained rows (none yet: an empty set of them)."""
         kept = self.lanes.get(number)
         if kept is None:
             kept = self.lanes[number] = Retained(self._empty_rows())
         return kept
+
+    @property
+    def prev(self) -> pl.DataFrame:
+        """Every partition's (key, scenario) pairs whose condition held at the key's last
+        evaluation, as a table."""
+        return self.held.frame()
 
     @property
     def retained(self) -> pl.DataFrame:
@@ -171,8 +174,9 @@ class WindowedDetector:
         keep = [c for c in ("_file", "_row") if c in rows.columns]
         ts = pl.col("ts").dt.epoch("us") if rows.schema["ts"] != pl.Int64 else pl.col("ts")
         key = pl.col(self.key)
-        frame = rows.lazy().with_row_index("_i") if with_index else rows.lazy()
-        relevant = frame.filter(mask).select(
+        frame = rows.with_row_index("_i") if with_index else rows
+        # eager: a micro-batch of a few thousand rows pays a lazy query's planning more than once
+        relevant = frame.select(
             (key if rows.schema[self.key] == pl.String else key.cast(pl.String)).alias("_key"),
             ts.alias("_ts"),
             pl.col("event_id").alias("_eid"),
@@ -180,7 +184,8 @@ class WindowedDetector:
             *[expr.alias(name) for name, expr in self.value_columns(rows).items()],
             *[pl.col(c) for c in keep],
             *([pl.col("_i")] if with_index else []),
-        ).collect()
+            mask.alias("_relevant"),
+        ).filter(pl.col("_relevant"))
         self.check_values(relevant)
         return relevant.select(ROW_COLUMNS + tuple(self.value_schema()) + (("_i",) if with_index else ()))
 
@@ -263,7 +268,7 @@ class WindowedDetector:
                 kept.expire(watermark_us - self.window_us, self.window_us // EXPIRY_SLACK_RATIO)
 
     def state_rows(self) -> int:
-        return sum(r.height for r in self.lanes.values()) + self.prev.height
+        return sum(r.height for r in self.lanes.values()) + self.held.pairs_count
 
     def snapshot(self, delta: bool = False, lane: int = 0) -> bytes:
         return frames_to_bytes(self.capture(delta, lane))
@@ -274,8 +279,7 @@ class WindowedDetector:
         meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], **{k: [v] for k, v in positions.items()}},
                             schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
                                     "cut": pl.Int64, "appended": pl.Int64})
-        prev = self.prev if len(self.lanes) == 1 else self.prev.filter(pl.col("_lane") == lane)
-        return [meta, rows, prev]
+        return [meta, rows, self.held.frame(lane)]
 
     def restore(self, data: bytes, lane: int = 0) -> None:
         """Take one partition's full snapshot, or apply its delta on top of the state restored before."""
@@ -289,9 +293,7 @@ class WindowedDetector:
         else:
             kept.restore(False, 0, int(meta["cut"][0]) if "cut" in meta.columns else 0, rows)
         # checkpoints of earlier versions have no ``_lane``
-        prev = prev.with_columns(pl.lit(lane, pl.Int64).alias("_lane")).select(list(PREV_SCHEMA))
-        others = self.prev.filter(pl.col("_lane") != lane) if self.prev.height else self.prev
-        self.prev = pl.concat([others, prev]) if others.height else prev
+        self.held.load(prev, lane)
 
     def signature(self) -> str:
         parts = [f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
@@ -304,33 +306,20 @@ class WindowedDetector:
 
     def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """CSR (ptr, combos) of scenarios whose condition held at each group's last evaluation."""
-        n_groups = group_keys.len()
-        if self.prev.height == 0:
-            return np.zeros(n_groups + 1, np.int64), np.zeros(0, np.int64)
-        groups = pl.DataFrame({"_key": group_keys, "_g": np.arange(n_groups, dtype=np.int64)})
-        joined = groups.join(self.prev, on="_key", how="inner").sort("_g")
-        counts = np.bincount(joined["_g"].to_numpy(), minlength=n_groups)
-        ptr = np.zeros(n_groups + 1, np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        return ptr, joined["_combo"].to_numpy().astype(np.int64)
+        return self.held.pairs(group_keys, self._group_lanes)
 
     def _set_prev(self, group_keys: pl.Series, groups: np.ndarray, combos: np.ndarray,
                   decided: np.ndarray) -> None:
         """Replace prev for the groups in ``decided`` by the (group, combo) pairs given."""
-        if not self._keep_state:
-            return  # a batch run: no evaluation follows
-        decided_keys = group_keys.gather(decided)
-        kept = self.prev.filter(~pl.col("_key").is_in(decided_keys.implode()))
-        lanes = self._group_lanes
-        fresh = pl.DataFrame({"_key": group_keys.gather(groups), "_combo": combos.astype(np.int64),
-                              "_lane": np.full(groups.size, lanes, np.int64) if isinstance(lanes, int)
-                              else np.asarray(lanes, np.int64)[groups]}, schema=PREV_SCHEMA)
-        self.prev = pl.concat([kept, fresh]) if kept.height else fresh
+        if self._keep_state:  # a batch run keeps nothing: no evaluation follows
+            self.held.replace(group_keys, self._group_lanes, decided, groups, combos)
 
     def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,
                     scen: np.ndarray, values: np.ndarray, ev_ptr: np.ndarray, ev_rows: np.ndarray,
                     totals: np.ndarray) -> pl.DataFrame:
         """Alert candidates; evidence arrives flat (rows in sorted order, one offset per alert)."""
+        if rows.size == 0:  # most micro-batches of most detectors: no table to build
+            return empty_candidates()
         picked = order[rows]
         sub = chunk.select("_key", "_ts", "_eid", "_seq")[picked]
         lengths = np.diff(ev_ptr)
