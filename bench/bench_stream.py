@@ -58,6 +58,20 @@ def scenario_files(folder: Path) -> tuple[Path, Path]:
     return folder / "entity.yaml", folder / "counterparty.yaml"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process so far, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nats_server_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
 def new_database() -> str:
     import psycopg
 
@@ -222,6 +236,7 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
     msgs = messages(events, 500)
     times: list[float] = []
     got: list[tuple[str, float]] = []
+    cpu: dict[str, float] = {}  # share of one core each process used during the run
 
     async def main() -> None:
         nc = await nats.connect(NATS_URL)
@@ -238,8 +253,17 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
         # full passes, which would pause the publisher and the alert subscriber
         gc.collect()
         gc.freeze()
+        pids = {"entity worker": workers[0].pid, "counterparty worker": workers[-1].pid,
+                "publisher and alert subscriber": os.getpid(), "NATS server": nats_server_pid()}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        started = time.perf_counter()
         await publish(prefix, msgs, rate, 500, times)
         await asyncio.sleep(3)
+        elapsed = time.perf_counter() - started
+        for name, pid in pids.items():
+            after = cpu_seconds(pid) if pid else None
+            if after is not None and before.get(name) is not None:
+                cpu[name] = (after - before[name]) / elapsed
         for w in workers:
             w.terminate()
             w.wait()
@@ -266,6 +290,9 @@ def latency(events: pl.DataFrame, files: tuple[Path, Path], rate: float) -> None
             if mine.size:
                 print(f"  {name}: {mine.size:,} alerts, p50 {np.percentile(mine, 50):.0f} ms, "
                       f"p99 {np.percentile(mine, 99):.0f} ms")
+    if cpu:
+        print("  CPU during the run (cores; the machine has " f"{os.cpu_count()}): "
+              + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
     asyncio.run(delete_streams(prefix))
     drop_database(url)
 

@@ -42,7 +42,9 @@ class Held:
 
     def replace(self, group_keys: pl.Series, lanes: np.ndarray | int, decided: np.ndarray, groups: np.ndarray,
                 scenarios: np.ndarray) -> None:
-        """The keys ``decided`` now hold exactly the (group, scenario) pairs given."""
+        """The keys ``decided`` now hold exactly the (group, scenario) pairs given.
+
+        ``decided`` need only name the keys that held something before (``pairs`` told)."""
         keys = group_keys.to_list()
         if isinstance(lanes, int):
             lane_of = (lambda g: lanes)  # noqa: E731

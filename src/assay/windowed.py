@@ -106,6 +106,7 @@ class WindowedDetector:
         self.held = Held()  # of every partition: keys are theirs alone
         self._keep_state = True  # False during a batch run's update: no evaluation follows
         self._group_lanes: np.ndarray | int = 0  # the partition of each group being evaluated
+        self._had: np.ndarray | None = None  # which of those groups held something before
 
     # --- relevance -------------------------------------------------------
     def _empty_rows(self) -> pl.DataFrame:
@@ -306,13 +307,16 @@ class WindowedDetector:
 
     def _prev_pairs(self, group_keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """CSR (ptr, combos) of scenarios whose condition held at each group's last evaluation."""
-        return self.held.pairs(group_keys, self._group_lanes)
+        ptr, combos = self.held.pairs(group_keys, self._group_lanes)
+        self._had = ptr[1:] > ptr[:-1]  # the groups with something to replace
+        return ptr, combos
 
     def _set_prev(self, group_keys: pl.Series, groups: np.ndarray, combos: np.ndarray,
                   decided: np.ndarray) -> None:
         """Replace prev for the groups in ``decided`` by the (group, combo) pairs given."""
         if self._keep_state:  # a batch run keeps nothing: no evaluation follows
-            self.held.replace(group_keys, self._group_lanes, decided, groups, combos)
+            drop = decided[self._had[decided]] if self._had is not None else decided
+            self.held.replace(group_keys, self._group_lanes, drop, groups, combos)
 
     def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,
                     scen: np.ndarray, values: np.ndarray, ev_ptr: np.ndarray, ev_rows: np.ndarray,
