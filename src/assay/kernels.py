@@ -219,8 +219,10 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) ->
         cap *= 2
     limit = cap - cap // 4
     mask = np.uint64(cap - 1)
-    slot_hash = np.empty(cap, np.uint64)
-    slot_code = np.full(cap, -1, np.int64)
+    # a slot's hash beside its code: one cache miss per probe, not two (10 M rows, 1 M keys:
+    # 0.32 -> 0.24 s)
+    slots = np.empty((cap, 2), np.int64)
+    slots[:, 1] = -1
     codes = np.empty(n, np.int64)
     first = np.empty(max(cap, 1), np.int64)
     count = 0
@@ -229,19 +231,20 @@ def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) ->
             codes[i] = -1
             continue
         h = hashes[i]
+        hs = np.int64(h)
         s = (h ^ (h >> np.uint64(29))) & mask
         while True:
-            c = slot_code[s]
+            c = slots[s, 1]
             if c < 0:
-                slot_code[s] = count
-                slot_hash[s] = h
+                slots[s, 0] = hs
+                slots[s, 1] = count
                 if count >= limit:
                     return codes, first[:0], -1
                 first[count] = i
                 codes[i] = count
                 count += 1
                 break
-            if slot_hash[s] == h:
+            if slots[s, 0] == hs:
                 codes[i] = c
                 break
             s = (s + np.uint64(1)) & mask
@@ -316,8 +319,9 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     group_by_code(one, 1)
     from . import radix  # large key columns are sorted on two threads
 
-    radix.digit_counts(one, 0, 1, 0)
-    radix.scatter(one, one, one.copy(), one.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64))
+    for small in (one, one.astype(np.int32)):
+        radix.digit_counts(small, 0, 1, 0)
+        radix.scatter(small, small, small.copy(), small.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64))
     if "combination" in kinds:
         from . import combination_kernels
 
