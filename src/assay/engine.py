@@ -332,12 +332,18 @@ class Engine:
         return alerts
 
     def _count_event_rows(self, rows: pl.DataFrame) -> None:
+        lanes = rows["_seq"].to_numpy() >> LANE_SHIFT
+        if lanes.size and lanes[0] == lanes[-1] and bool((lanes == lanes[0]).all()):
+            counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
+                                                   pl.col("ts").max().dt.epoch("us").alias("_last"))
+            self.lane(int(lanes[0])).event_rows.add(counts)
+            return
         counts = rows.group_by(_LANE, "event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
                                                       pl.col("ts").max().dt.epoch("us").alias("_last"))
         # one sort for every partition; each partition's ids are then a slice
-        counts = counts.sort("_lane", "_last")
+        counts = counts.sort("_lane")
         for number, start, stop in runs(counts["_lane"].to_numpy()):
-            self.lane(number).event_rows.add(counts.slice(start, stop - start), in_order=True)
+            self.lane(number).event_rows.add(counts.slice(start, stop - start))
 
     def _scenario_table(self, det: Detector) -> pl.DataFrame:
         """A detector's scenarios' fields for its alerts (built once: a pack has a thousand)."""
@@ -388,9 +394,8 @@ class Engine:
         same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
         alerted = set((found["_seq"].to_numpy() >> LANE_SHIFT).tolist())  # the partitions with alerts
-        ids = triggers.to_list()
-        earlier = [lane.event_rows.counts(ids).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
-                   for number, lane in self.lanes.items() if number in alerted and len(lane.event_rows)]
+        earlier = [lane.event_rows.counts(triggers).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
+                   for number, lane in self.lanes.items() if number in alerted and lane.event_rows]
         if earlier:
             same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))

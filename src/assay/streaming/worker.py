@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from ..alerts import alert_json_lines
 from ..engine import Engine
 from ..errors import UsageError
+from ..event_rows import kernels as event_rows_kernels
 from ..key_index import index_kernels
 from ..lazy import kernels
 from ..scenarios import ScenarioFile
@@ -202,6 +203,7 @@ class StreamWorker(Checkpointing):
                                                         part.done_seq, part.rows, None))
             await asyncio.to_thread(kernels.warm_up, frozenset(s.kind for s in self.spec.scenarios))
             await asyncio.to_thread(index_kernels.warm_up)
+            await asyncio.to_thread(event_rows_kernels.warm_up)
             # What start-up made (modules, Numba's and SQLAlchemy's registries, the restored
             # state) lives as long as the worker: out of the cycle collector's full passes,
             # each of which walked it all and paused every thread for 40-160 ms
