@@ -117,10 +117,18 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         if clean is None:
             return None
         # the footer proved the required columns clean: what the reader's validation would
-        # still do (types, empty text as no value, defaults) is part of the scan's plan
-        relevant = scan.with_columns(ts_expr.alias("ts"), *clean).filter(expr).select(
+        # still do (types, defaults, empty text as no value) is part of the scan's plan. Text
+        # is cleaned after the filter, which then stays inside the scan: a row the filter
+        # keeps once its empty texts are no values it also keeps before (a ``where`` is false
+        # where a column it reads is empty), so filtering again after cleaning is exact
+        numbers, texts = clean
+        relevant = scan.with_columns(ts_expr.alias("ts"), *numbers).filter(expr).select(
             *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns],
             seq).collect()
+        empty = [c for c in texts if bool((relevant[c].str.len_bytes() == 0).any())]
+        if empty:
+            relevant = relevant.with_columns(
+                pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in empty).filter(expr)
         frames.append(relevant)
         offset += n_rows
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
@@ -128,11 +136,12 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
                           all_ids=pl.concat(ids), rows_total=offset)
 
 
-def _clean_columns(schema: pl.Schema, present: set[str], typed: pl.DataFrame) -> list[pl.Expr] | None:
-    """Expressions giving each column of ``typed`` (the reader's output) as the reader would
-    from this scan's columns; None when a value might need the reader's checks (numbers
-    stored as text)."""
+def _clean_columns(schema: pl.Schema, present: set[str], typed: pl.DataFrame) -> tuple[list[pl.Expr], list[str]] | None:
+    """Expressions giving the columns of ``typed`` (the reader's output) other than text as
+    the reader would from this scan's columns, and the text columns whose empty values are
+    no values; None when a value might need the reader's checks (numbers stored as text)."""
     exprs = []
+    texts = []
     for name in typed.columns:
         if name in ("ts", "_file", "_row"):
             continue
@@ -145,9 +154,10 @@ def _clean_columns(schema: pl.Schema, present: set[str], typed: pl.DataFrame) ->
                 return None
             exprs.append(pl.col(name).cast(pl.Float64).fill_null(NUMERIC_DEFAULTS[name]))
         elif dtype == pl.String:
-            text = pl.col(name).cast(pl.String)
-            exprs.append(text if name in REQUIRED else
-                         pl.when(text.str.len_bytes() > 0).then(text).alias(name))
+            if schema[name] != pl.String:
+                exprs.append(pl.col(name).cast(pl.String))
+            if name not in REQUIRED:
+                texts.append(name)
         elif schema[name] != dtype:
             return None
-    return exprs
+    return exprs, texts

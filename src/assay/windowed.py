@@ -37,6 +37,8 @@ INDEX_RATIO = 100
 # Retained rows are cut once the oldest is 1/EXPIRY_SLACK_RATIO of the window past it (not
 # at every micro-batch): at most that share more rows are kept
 EXPIRY_SLACK_RATIO = 32
+# up to this many rows, relevant rows are selected eagerly (no query plan to optimize)
+EAGER_ROWS = 100_000
 ROW_COLUMNS = ("_key", "_ts", "_eid", "_seq")
 CANDIDATE_SCHEMA = {"_scen": pl.Int64, "key": pl.String, "_ts": pl.Int64, "_seq": pl.Int64,
                     "trigger_event_id": pl.String, "value": pl.Float64,
@@ -175,9 +177,7 @@ class WindowedDetector:
         keep = [c for c in ("_file", "_row") if c in rows.columns]
         ts = pl.col("ts").dt.epoch("us") if rows.schema["ts"] != pl.Int64 else pl.col("ts")
         key = pl.col(self.key)
-        frame = rows.with_row_index("_i") if with_index else rows
-        # eager: a micro-batch of a few thousand rows pays a lazy query's planning more than once
-        relevant = frame.select(
+        columns = [
             (key if rows.schema[self.key] == pl.String else key.cast(pl.String)).alias("_key"),
             ts.alias("_ts"),
             pl.col("event_id").alias("_eid"),
@@ -185,8 +185,12 @@ class WindowedDetector:
             *[expr.alias(name) for name, expr in self.value_columns(rows).items()],
             *[pl.col(c) for c in keep],
             *([pl.col("_i")] if with_index else []),
-            mask.alias("_relevant"),
-        ).filter(pl.col("_relevant"))
+        ]
+        frame = rows.with_row_index("_i") if with_index else rows
+        if rows.height > EAGER_ROWS:  # filtered before its columns are computed (memory)
+            relevant = frame.lazy().filter(mask).select(columns).collect()
+        else:  # a micro-batch of a few thousand rows pays a lazy query's planning more than the work
+            relevant = frame.select(*columns, mask.alias("_relevant")).filter(pl.col("_relevant"))
         self.check_values(relevant)
         return relevant.select(ROW_COLUMNS + tuple(self.value_schema()) + (("_i",) if with_index else ()))
 
