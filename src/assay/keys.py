@@ -20,6 +20,8 @@ radix = LazyModule("assay.radix")
 # a column of at least this many rows is sorted by key on SORT_THREADS threads
 PARALLEL_SORT_ROWS = 1_000_000
 SORT_THREADS = min(2, os.cpu_count() or 1)
+# up to this many rows, codes come from a dict
+TINY_ROWS = 64
 # up to this many rows, the hash table is sized for the rows, not an estimate of distinct values
 SMALL_ROWS = 65_536
 
@@ -40,7 +42,11 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     if values.len() == 0:
         return np.zeros(0, np.int64), 0
     text = values if values.dtype == pl.String else values.cast(pl.String)
-    hashes = text.hash(seed=0).to_numpy()
+    if text.len() <= TINY_ROWS:  # a few rows: a dict costs less than hashing and checking
+        seen: dict[str, int] = {}
+        codes = np.array([-1 if v is None else seen.setdefault(v, len(seen)) for v in text.to_list()], np.int64)
+        return codes, len(seen)
+    hashes = _hashes(text)
     valid = text.is_not_null().to_numpy()
     # a small input's table is small whatever it holds: no estimate needed
     n = text.len()
@@ -58,6 +64,10 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     exact = text.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
     codes, n = kernels.densify(exact)
     return codes, n
+
+
+def _hashes(text: pl.Series) -> np.ndarray:
+    return text.hash(seed=0).to_numpy()
 
 
 class ColumnIndex:
