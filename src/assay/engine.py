@@ -111,6 +111,7 @@ class Engine:
         self.purpose = scenarios.purpose
         self.lateness_us = lateness_us
         self.workers = min(2, os.cpu_count() or 1)
+        self._took: dict[int, float] = {}  # each detector's last update, seconds (by id)
         self._pool: ThreadPoolExecutor | None = None  # for the detectors of one batch; made when needed
         self.detectors: list[Detector] = build_detectors(scenarios.scenarios)
         self.order = {s.id: i for i, s in enumerate(scenarios.scenarios)}
@@ -310,40 +311,50 @@ class Engine:
         lock = threading.Lock()
 
         def update(det: Detector) -> pl.DataFrame:
+            started = time.perf_counter()
             out = det.update(rows, retain=not batch, index=index)
+            self._took[id(det)] = time.perf_counter() - started
             if progress:
                 with lock:
                     done[0] += 1
                     progress(done[0], len(self.detectors))
             return out
 
+        counting = None
         if len(self.detectors) > 1 and self.workers > 1:
             # detectors are independent; kernels and Polars release the GIL. The pool lives as
             # long as the engine: a stream pushes tens of micro-batches a second
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay")
-            results = list(self._pool.map(update, self.detectors))
+            if not batch:  # this micro-batch's rows per event_id, counted beside the detectors
+                counting = self._pool.submit(self._event_counts, rows)
+            # the slowest last time first: two threads finish together (the pack of combinations
+            # started last had kept one thread busy while the other idled)
+            order = sorted(range(len(self.detectors)), key=lambda i: -self._took.get(id(self.detectors[i]), 0.0))
+            futures = {i: self._pool.submit(update, self.detectors[i]) for i in order}
+            results = [futures[i].result() for i in range(len(self.detectors))]
         else:
             results = [update(det) for det in self.detectors]
         found = list(zip(self.detectors, results, strict=True))
-        alerts = self._assemble(rows, found)
+        alerts = self._assemble(rows, found)  # trigger positions count earlier micro-batches' rows
         if not batch:
-            self._count_event_rows(rows)
+            self._add_event_counts(counting.result() if counting is not None else self._event_counts(rows))
         return alerts
 
-    def _count_event_rows(self, rows: pl.DataFrame) -> None:
+    def _event_counts(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
+        """Rows and last ts per event_id of each partition in ``rows``."""
         lanes = rows["_seq"].to_numpy() >> LANE_SHIFT
+        agg = (pl.len().cast(pl.Int64).alias("_n"), pl.col("ts").max().dt.epoch("us").alias("_last"))
         if lanes.size and lanes[0] == lanes[-1] and bool((lanes == lanes[0]).all()):
-            counts = rows.group_by("event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
-                                                   pl.col("ts").max().dt.epoch("us").alias("_last"))
-            self.lane(int(lanes[0])).event_rows.add(counts)
-            return
-        counts = rows.group_by(_LANE, "event_id").agg(pl.len().cast(pl.Int64).alias("_n"),
-                                                      pl.col("ts").max().dt.epoch("us").alias("_last"))
+            return [(int(lanes[0]), rows.group_by("event_id").agg(*agg))]
         # one sort for every partition; each partition's ids are then a slice
-        counts = counts.sort("_lane")
-        for number, start, stop in runs(counts["_lane"].to_numpy()):
-            self.lane(number).event_rows.add(counts.slice(start, stop - start))
+        counts = rows.group_by(_LANE, "event_id").agg(*agg).sort("_lane")
+        return [(number, counts.slice(start, stop - start))
+                for number, start, stop in runs(counts["_lane"].to_numpy())]
+
+    def _add_event_counts(self, counts: list[tuple[int, pl.DataFrame]]) -> None:
+        for number, part in counts:
+            self.lane(number).event_rows.add(part)
 
     def _scenario_table(self, det: Detector) -> pl.DataFrame:
         """A detector's scenarios' fields for its alerts (built once: a pack has a thousand)."""
