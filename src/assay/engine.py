@@ -404,9 +404,14 @@ class Engine:
         # numbered within the partition (docs/streaming.md)
         same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
-        alerted = set((found["_seq"].to_numpy() >> LANE_SHIFT).tolist())  # the partitions with alerts
-        earlier = [lane.event_rows.counts(triggers).with_columns(pl.lit(number, pl.Int64).alias("_lane"))
-                   for number, lane in self.lanes.items() if number in alerted and lane.event_rows]
+        # each partition with alerts looks up its own triggers' earlier rows
+        alert_lanes = found["_seq"].to_numpy() >> LANE_SHIFT
+        earlier = []
+        for number in np.unique(alert_lanes).tolist():
+            lane = self.lanes.get(number)
+            if lane is not None and lane.event_rows:
+                mine = found["trigger_event_id"].filter(pl.Series(alert_lanes == number)).unique()
+                earlier.append(lane.event_rows.counts(mine).with_columns(pl.lit(number, pl.Int64).alias("_lane")))
         if earlier:
             same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))

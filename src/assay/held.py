@@ -30,9 +30,14 @@ class Held:
         if isinstance(lanes, int):
             get = self._lanes.get(lanes, {}).get
             hits = [(g, v) for g, k in enumerate(keys) if (v := get(k)) is not None]
-        else:
-            hits = [(g, v) for g, (k, lane) in enumerate(zip(keys, lanes.tolist(), strict=True))
-                    if (v := self._lanes.get(lane, {}).get(k)) is not None]
+        else:  # partition by partition: one dict each
+            hits = []
+            for lane in np.unique(lanes).tolist():
+                held = self._lanes.get(lane)
+                if held:
+                    get = held.get
+                    hits += [(g, v) for g in np.flatnonzero(lanes == lane).tolist() if (v := get(keys[g])) is not None]
+            hits.sort(key=lambda hit: hit[0])
         if not hits:
             return ptr, _NONE
         counts = np.zeros(len(keys), np.int64)
