@@ -105,3 +105,15 @@ def test_deltas_of_earlier_versions_name_forgotten_ids():
     state.apply(pl.DataFrame({"_eid": ["c", "a"], "_n": [1, None], "_last": [12, None], "_step": [0, 1]},
                              schema={"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64, "_step": pl.Int32}))
     assert state.items() == {"b": (1, 9), "c": (1, 12)}
+
+
+def test_a_full_capture_is_the_state_when_taken():
+    """Built later on another thread: what happens after the capture must not show in it."""
+    state = EventRows()
+    state.add(pl.DataFrame({"event_id": ["a", "b"], "_n": [1, 1], "_last": [5, 6]}))
+    taken = state.capture()
+    before = state.items()
+    state.add(pl.DataFrame({"event_id": ["a", "c"], "_n": [2, 1], "_last": [9, 9]}))  # marks a's entry dead
+    state.expire(6)
+    frame = taken() if callable(taken) else taken
+    assert {eid: (n, last) for eid, n, last in frame.iter_rows()} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,16 @@ class _Run:
     n: np.ndarray
     last: np.ndarray
     newest: int
+
+
+def _full(runs: list[_Run], cutoff: int) -> pl.DataFrame:
+    """Every live entry of ``runs``, in a fixed order (equal states give equal frames)."""
+    parts = []
+    for run in runs:
+        live = run.last >= cutoff
+        parts.append(pl.DataFrame({"_eid": run.ids.filter(pl.Series(live)), "_n": run.n[live],
+                                   "_last": run.last[live]}, schema=EVENT_ROWS_SCHEMA))
+    return pl.concat(parts).sort("_last", "_eid") if parts else pl.DataFrame(schema=EVENT_ROWS_SCHEMA)
 
 
 def _hash(ids: pl.Series) -> np.ndarray:
@@ -93,9 +104,13 @@ class EventRows:
     def frame(self, delta: bool = False) -> pl.DataFrame:
         """Every known id's (rows, last ts). ``delta``: what happened since the last frame, in
         order (``_step``): the micro-batches' counts, and the cutoffs set (``_cutoff``)."""
-        return self.capture(delta)
+        out = self.capture(delta)
+        return out if isinstance(out, pl.DataFrame) else out()
 
-    def capture(self, delta: bool = False) -> pl.DataFrame:
+    def capture(self, delta: bool = False) -> pl.DataFrame | Callable[[], pl.DataFrame]:
+        """``frame``, except that the whole state comes as a function that builds it from a
+        copy of the runs taken now: building and sorting the frame (a million ids: a quarter
+        of a second) can then leave the engine's thread."""
         if delta:
             steps = [(entry.with_columns(pl.lit(None, pl.Int64).alias("_cutoff")) if isinstance(entry, pl.DataFrame)
                       else pl.DataFrame({"_eid": [None], "_n": [None], "_last": [None], "_cutoff": [entry]},
@@ -103,7 +118,11 @@ class EventRows:
                 pl.lit(i, pl.Int32).alias("_step")) for i, entry in enumerate(self.log)]
             out = pl.concat(steps).select(list(DELTA_SCHEMA)) if steps else pl.DataFrame(schema=DELTA_SCHEMA)
         else:
-            out = self._full()
+            # ids, counts and hashes of a run never change; its last-row times do (an id seen
+            # again is marked dead), and the list of runs does
+            runs = [_Run(r.hashes, r.ids, r.n, r.last.copy(), r.newest) for r in self.runs]
+            cutoff = self.cutoff
+            out = lambda: _full(runs, cutoff)  # noqa: E731
         self.tracking = True
         self.log = []
         return out
@@ -142,12 +161,7 @@ class EventRows:
 
     # --- internals -----------------------------------------------------------
     def _full(self) -> pl.DataFrame:
-        parts = []
-        for run in self.runs:
-            live = run.last >= self.cutoff
-            parts.append(pl.DataFrame({"_eid": run.ids.filter(pl.Series(live)), "_n": run.n[live],
-                                       "_last": run.last[live]}, schema=EVENT_ROWS_SCHEMA))
-        return pl.concat(parts).sort("_last", "_eid") if parts else pl.DataFrame(schema=EVENT_ROWS_SCHEMA)
+        return _full(self.runs, self.cutoff)
 
     def _add(self, ids: pl.Series, n: np.ndarray, last: np.ndarray) -> None:
         hashes = _hash(ids)
