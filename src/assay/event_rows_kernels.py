@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .kernels import gallop
+
 
 @njit(cache=True, nogil=True)
 def find(h, last, q, cutoff):
@@ -19,20 +21,7 @@ def find(h, last, q, cutoff):
     lo = 0
     for k in range(q.shape[0]):
         a = q[k]
-        step = 1
-        hi = lo
-        while hi < n and h[hi] < a:
-            lo = hi + 1
-            hi = lo + step
-            step *= 2
-        if hi > n:
-            hi = n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if h[mid] < a:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = gallop(h, lo, n, a)
         i = lo
         while i < n and h[i] == a:
             if last[i] >= cutoff:

@@ -44,6 +44,28 @@ def _cmp_float(a: float, op: int, b: float) -> bool:
     return a == b
 
 
+@njit(cache=True, nogil=True, inline="always")
+def gallop(values, start, end, x):
+    """First position in ``values[start:end]`` (ascending) holding ``x`` or more, ``end`` if
+    none: steps doubling from ``start``, then a binary search within the last step. A place
+    d positions on costs O(log d), so ascending queries each start where the last ended."""
+    step = 1
+    hi = start
+    while hi < end and values[hi] < x:
+        start = hi + 1
+        hi = start + step
+        step *= 2
+    if hi > end:
+        hi = end
+    while start < hi:
+        mid = (start + hi) >> 1
+        if values[mid] < x:
+            start = mid + 1
+        else:
+            hi = mid
+    return start
+
+
 @njit(cache=True, nogil=True)
 def group_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable sort of rows by dense code: (order, group_start), one group per code.

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .kernels import gallop
+
 
 @njit(cache=True, nogil=True)
 def _intersect(buf, a0, a_len, b0, b_len, out0):
@@ -30,22 +32,7 @@ def _intersect(buf, a0, a_len, b0, b_len, out0):
         j = b0
         for i in range(a0, a_end):
             x = buf[i]
-            step = 1
-            hi = j
-            while hi < b_end and buf[hi] < x:
-                j = hi + 1
-                hi = j + step
-                step *= 2
-            if hi > b_end:
-                hi = b_end
-            lo = j
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if buf[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            j = lo
+            j = gallop(buf, j, b_end, x)
             if j >= b_end:
                 break
             if buf[j] == x:
