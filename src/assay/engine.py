@@ -24,7 +24,7 @@ from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
-from .retained import LANE_SHIFT, lane_base, runs
+from .retained import LANE_SHIFT, lane_base, lanes_of, runs
 from .scenarios import ScenarioFile
 from .snapshots import frame_from_bytes, frame_to_bytes, join_parts, split_parts
 
@@ -343,10 +343,12 @@ class Engine:
 
     def _event_counts(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
         """Rows and last ts per event_id of each partition in ``rows``."""
-        lanes = rows["_seq"].to_numpy() >> LANE_SHIFT
+        if rows.height == 0:
+            return []
+        spans, _ = lanes_of(rows["_seq"].to_numpy())
         agg = (pl.len().cast(pl.Int64).alias("_n"), pl.col("ts").max().dt.epoch("us").alias("_last"))
-        if lanes.size and lanes[0] == lanes[-1] and bool((lanes == lanes[0]).all()):
-            return [(int(lanes[0]), rows.group_by("event_id").agg(*agg))]
+        if len(spans) == 1:
+            return [(spans[0][0], rows.group_by("event_id").agg(*agg))]
         # one sort for every partition; each partition's ids are then a slice
         counts = rows.group_by(_LANE, "event_id").agg(*agg).sort("_lane")
         return [(number, counts.slice(start, stop - start))

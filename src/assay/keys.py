@@ -39,18 +39,15 @@ def encode(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
 
 def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     """Codes 0..n-1 in order of first appearance; -1 for empty (null) values."""
-    if values.len() == 0:
-        return np.zeros(0, np.int64), 0
     text = values if values.dtype == pl.String else values.cast(pl.String)
-    if text.len() <= TINY_ROWS:  # a few rows: a dict costs less than hashing and checking
+    if text.len() <= TINY_ROWS:  # none or a few rows: a dict costs less than hashing and checking
         seen: dict[str, int] = {}
         codes = np.array([-1 if v is None else seen.setdefault(v, len(seen)) for v in text.to_list()], np.int64)
         return codes, len(seen)
     hashes = _hashes(text)
     valid = text.is_not_null().to_numpy()
     # a small input's table is small whatever it holds: no estimate needed
-    n = text.len()
-    estimate = n if n <= SMALL_ROWS else int(text.approx_n_unique() * 1.1) + 16
+    estimate = text.len() if text.len() <= SMALL_ROWS else int(text.approx_n_unique() * 1.1) + 16
     codes, first, n = kernels.dense_from_hashes(hashes, valid, estimate)
     while n < 0:
         estimate *= 4
