@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assay import event_rows
 from assay.event_rows import EventRows
+from assay.snapshots import resolve
 
 
 def batch_frame(rows: list[tuple[str, int]]) -> pl.DataFrame:
@@ -20,9 +22,18 @@ def batch_frame(rows: list[tuple[str, int]]) -> pl.DataFrame:
 @given(steps=st.lists(st.tuples(st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(0, 5)), max_size=6),
                                 st.integers(0, 8), st.sampled_from(["", "full", "delta", "restart"])),
                       max_size=12),
-       horizon=st.integers(0, 12))
-def test_counts_and_expiry_equal_a_plain_model(steps, horizon):
-    """Also through checkpoints: a full frame, delta frames on top, and a restart from them."""
+       horizon=st.integers(0, 12), merged=st.sampled_from([event_rows.MAX_MERGED, 2, 5]))
+def test_counts_and_expiry_equal_a_plain_model(steps, horizon, merged):
+    """Also through checkpoints: a full frame, delta frames on top, and a restart from them;
+    and with runs that stop merging at a few entries (as a big state's do at MAX_MERGED)."""
+    cap, event_rows.MAX_MERGED = event_rows.MAX_MERGED, merged
+    try:
+        check_against_model(steps, horizon)
+    finally:
+        event_rows.MAX_MERGED = cap
+
+
+def check_against_model(steps, horizon):
     state, model = EventRows(), {}
     stored: list[pl.DataFrame] = []
     now = 0
@@ -115,5 +126,15 @@ def test_a_full_capture_is_the_state_when_taken():
     before = state.items()
     state.add(pl.DataFrame({"event_id": ["a", "c"], "_n": [2, 1], "_last": [9, 9]}))  # marks a's entry dead
     state.expire(6)
-    frame = taken() if callable(taken) else taken
-    assert {eid: (n, last) for eid, n, last in frame.iter_rows()} == before
+    assert {eid: (n, last) for eid, n, last in resolve(taken).iter_rows()} == before
+
+
+def test_a_delta_capture_is_what_happened_until_taken():
+    state = EventRows()
+    state.frame()  # deltas follow a full frame
+    state.add(pl.DataFrame({"event_id": ["a", "b"], "_n": [1, 1], "_last": [5, 6]}))
+    state.expire(4)
+    taken = state.capture(delta=True)
+    state.add(pl.DataFrame({"event_id": ["c"], "_n": [1], "_last": [9]}))  # after: in the next delta
+    assert resolve(taken).rows() == [("a", 1, 5, 0, None), ("b", 1, 6, 0, None), (None, None, None, 1, 4)]
+    assert resolve(state.capture(delta=True))["_eid"].to_list() == ["c"]

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from assay.held import Held
+from assay.snapshots import resolve
 
 
 def keys(*names: str) -> pl.Series:
@@ -43,3 +44,15 @@ def test_frame_and_load_round_trip_one_partition() -> None:
 def test_nothing_held_reads_no_keys() -> None:
     ptr, combos = Held().pairs(keys(*[str(i) for i in range(5)]), 0)
     assert ptr.tolist() == [0] * 6 and combos.size == 0
+
+
+def test_a_capture_is_the_partition_when_taken() -> None:
+    """Built later on another thread: what micro-batches change after it must not show."""
+    held = Held()
+    held.replace(keys("a", "b"), 2, np.array([0, 1]), np.array([0, 1]), np.array([4, 6]))
+    held.replace(keys("elsewhere"), 3, np.array([0]), np.array([0]), np.array([1]))
+    taken = held.capture(2)
+    before = held.frame(2)
+    held.replace(keys("a", "c"), 2, np.array([0, 1]), np.array([1]), np.array([8]))
+    assert resolve(taken).equals(before) and before.rows() == [("a", 4, 2), ("b", 6, 2)]
+    assert resolve(held.capture(2)).rows() == [("b", 6, 2), ("c", 8, 2)]

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import polars as pl
@@ -26,7 +27,14 @@ from .event_rows import EventRows
 from .keys import BatchIndex
 from .retained import LANE_SHIFT, lane_base, lanes_of, runs
 from .scenarios import ScenarioFile
-from .snapshots import frame_from_bytes, frame_to_bytes, join_parts, split_parts
+from .snapshots import (
+    Frame,
+    estimated_size,
+    frame_from_bytes,
+    frame_to_bytes,
+    join_parts,
+    split_parts,
+)
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
 _LANE = (pl.col("_seq") // lane_base(1)).alias("_lane")  # a row's partition
@@ -50,32 +58,24 @@ def _no_late(batches: Mapping[int, pl.DataFrame]) -> pl.DataFrame:
 @dataclass
 class CapturedState:
     """An engine's state as frames (``Engine.capture``): taken between micro-batches in no
-    time, serialized later on another thread while the engine goes on (frames are immutable)."""
+    time, serialized later on another thread while the engine goes on (frames are immutable;
+    ``Deferred`` ones are built there from copies)."""
 
-    frames: list[pl.DataFrame]  # meta, held rows
-    event_rows: pl.DataFrame | Callable[[], pl.DataFrame]  # a function when it is all of them
-    detectors: list[list[pl.DataFrame]]
+    frames: list[Frame]  # meta, held rows
+    event_rows: Frame
+    detectors: list[list[Frame]]
 
     def size(self) -> int:
         """Estimated bytes."""
-        events = self.event_rows.estimated_size() if isinstance(self.event_rows, pl.DataFrame) else 0
-        return events + sum(f.estimated_size() for f in self.frames) + \
-            sum(f.estimated_size() for frames in self.detectors for f in frames)
+        return sum(estimated_size(f) for f in [*self.frames, self.event_rows, *chain.from_iterable(self.detectors)])
 
-    def to_bytes(self, pause: float = 0.0) -> bytes:
-        """Serialized; ``pause``: after each frame, sleep as long as it took, up to this many
-        seconds (a stream worker writes a checkpoint beside its micro-batches: in one go, the
-        frames of ten seconds of a busy stream took both cores for a quarter of a second)."""
-        def one(frame: pl.DataFrame) -> bytes:
-            started = time.perf_counter()
-            data = frame_to_bytes(frame)
-            if pause:
-                time.sleep(min(pause, time.perf_counter() - started))
-            return data
-
-        events = self.event_rows if isinstance(self.event_rows, pl.DataFrame) else self.event_rows()
-        return join_parts([one(f) for f in [*self.frames, events]] +
-                          [join_parts([one(f) for f in d]) for d in self.detectors])
+    def to_bytes(self, pace: float = 0.0) -> bytes:
+        """Serialized; ``pace``: after each step of a few milliseconds at most, sleep this many
+        times as long as it took (a stream worker writes a checkpoint beside its micro-batches:
+        in one go, the frames of ten seconds of a busy stream took both cores for a quarter of
+        a second, and the micro-batches of that moment twice as long)."""
+        return join_parts([frame_to_bytes(f, pace) for f in [*self.frames, self.event_rows]] +
+                          [join_parts([frame_to_bytes(f, pace) for f in d]) for d in self.detectors])
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from .lazy import LazyModule
+from .snapshots import Deferred, resolve
 
 kernels = LazyModule("assay.event_rows_kernels")
 
@@ -17,6 +17,11 @@ DELTA_SCHEMA = {**EVENT_ROWS_SCHEMA, "_step": pl.Int32, "_cutoff": pl.Int64}
 # the last-row time of an entry that a later run holds anew: below every cutoff
 DEAD = np.iinfo(np.int64).min
 NO_CUTOFF = DEAD + 1
+# Runs merge up to this many entries, no further: merging two runs of a million ids held a
+# micro-batch up for 0.1-0.2 s (at p99 latency, a stall that long counts). Bigger states keep
+# more runs (a lookup searches each: ~0.1 ms per run for a micro-batch's ids), and a run
+# goes when its newest id is forgotten
+MAX_MERGED = 1 << 18
 
 
 @dataclass
@@ -40,6 +45,15 @@ def _full(runs: list[_Run], cutoff: int) -> pl.DataFrame:
     return pl.concat(parts).sort("_last", "_eid") if parts else pl.DataFrame(schema=EVENT_ROWS_SCHEMA)
 
 
+def _delta(log: list[pl.DataFrame | int]) -> pl.DataFrame:
+    """The logged micro-batches' counts and cutoffs, in order (``_step``)."""
+    steps = [(entry.with_columns(pl.lit(None, pl.Int64).alias("_cutoff")) if isinstance(entry, pl.DataFrame)
+              else pl.DataFrame({"_eid": [None], "_n": [None], "_last": [None], "_cutoff": [entry]},
+                                schema={**EVENT_ROWS_SCHEMA, "_cutoff": pl.Int64})).with_columns(
+        pl.lit(i, pl.Int32).alias("_step")) for i, entry in enumerate(log)]
+    return pl.concat(steps).select(list(DELTA_SCHEMA)) if steps else pl.DataFrame(schema=DELTA_SCHEMA)
+
+
 def _hash(ids: pl.Series) -> np.ndarray:
     return ids.hash(seed=0).to_numpy()
 
@@ -49,7 +63,7 @@ class EventRows:
 
     Runs of NumPy arrays and Arrow strings sorted by a hash of the id, as in an LSM tree: a
     micro-batch adds one run (its ids, with the rows their live entries had before added
-    in; those entries are marked dead), runs of similar size merge, a lookup searches each
+    in; those entries are marked dead), runs of similar size merge (up to MAX_MERGED), a lookup searches each
     run by hash and compares the ids themselves (exact: two ids sharing a hash stay apart).
     Ids whose last row is before ``cutoff`` are forgotten: lookups skip them and the next
     merge drops them. About 40 bytes per id and no Python object per id: the dict of str
@@ -104,25 +118,21 @@ class EventRows:
     def frame(self, delta: bool = False) -> pl.DataFrame:
         """Every known id's (rows, last ts). ``delta``: what happened since the last frame, in
         order (``_step``): the micro-batches' counts, and the cutoffs set (``_cutoff``)."""
-        out = self.capture(delta)
-        return out if isinstance(out, pl.DataFrame) else out()
+        return resolve(self.capture(delta))
 
-    def capture(self, delta: bool = False) -> pl.DataFrame | Callable[[], pl.DataFrame]:
-        """``frame``, except that the whole state comes as a function that builds it from a
-        copy of the runs taken now: building and sorting the frame (a million ids: a quarter
-        of a second) can then leave the engine's thread."""
+    def capture(self, delta: bool = False) -> Deferred:
+        """``frame``, built later from what it is made of now (the logged micro-batches, or a
+        copy of the runs): building it (a million ids: a quarter of a second to sort) can then
+        leave the engine's thread."""
         if delta:
-            steps = [(entry.with_columns(pl.lit(None, pl.Int64).alias("_cutoff")) if isinstance(entry, pl.DataFrame)
-                      else pl.DataFrame({"_eid": [None], "_n": [None], "_last": [None], "_cutoff": [entry]},
-                                        schema={**EVENT_ROWS_SCHEMA, "_cutoff": pl.Int64})).with_columns(
-                pl.lit(i, pl.Int32).alias("_step")) for i, entry in enumerate(self.log)]
-            out = pl.concat(steps).select(list(DELTA_SCHEMA)) if steps else pl.DataFrame(schema=DELTA_SCHEMA)
+            log = self.log
+            out = Deferred(lambda: _delta(log), sum(e.estimated_size() for e in log if isinstance(e, pl.DataFrame)))
         else:
             # ids, counts and hashes of a run never change; its last-row times do (an id seen
             # again is marked dead), and the list of runs does
             runs = [_Run(r.hashes, r.ids, r.n, r.last.copy(), r.newest) for r in self.runs]
             cutoff = self.cutoff
-            out = lambda: _full(runs, cutoff)  # noqa: E731
+            out = Deferred(lambda: _full(runs, cutoff), sum(r.hashes.size for r in runs) * 40)
         self.tracking = True
         self.log = []
         return out
@@ -174,7 +184,8 @@ class EventRows:
                 last[hit] = np.maximum(last[hit], run.last[pos[hit]])
                 run.last[pos[hit]] = DEAD
         self.runs.append(_Run(hashes, ids, n, last, int(last.max())))
-        while len(self.runs) > 1 and self.runs[-2].ids.len() <= 2 * self.runs[-1].ids.len():
+        while len(self.runs) > 1 and self.runs[-2].ids.len() <= 2 * self.runs[-1].ids.len() \
+                and self.runs[-2].ids.len() + self.runs[-1].ids.len() <= MAX_MERGED:
             b, a = self.runs.pop(), self.runs.pop()
             self.runs.append(self._merge(a, b))
 

@@ -11,8 +11,31 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from .snapshots import Deferred
+
 SCHEMA = {"_key": pl.String, "_combo": pl.Int64, "_lane": pl.Int64}
 _NONE = np.zeros(0, np.int64)
+
+
+def _frame(lanes: dict[int, dict[str, np.ndarray]]) -> pl.DataFrame:
+    keys: list[str] = []
+    sizes: list[int] = []
+    parts: list[np.ndarray] = []
+    numbers: list[int] = []
+    for number, held in lanes.items():
+        for k, v in held.items():
+            keys.append(k)
+            sizes.append(v.size)
+            parts.append(v)
+            numbers.append(number)
+    if not keys:
+        return pl.DataFrame(schema=SCHEMA)
+    size = np.asarray(sizes)
+    return pl.DataFrame({
+        "_key": pl.Series(keys, dtype=pl.String).gather(np.repeat(np.arange(len(keys)), size)),
+        "_combo": np.concatenate(parts),
+        "_lane": np.repeat(np.asarray(numbers, np.int64), size),
+    }, schema=SCHEMA).sort("_lane", "_key", "_combo")
 
 
 class Held:
@@ -76,26 +99,17 @@ class Held:
 
     def frame(self, lane: int | None = None) -> pl.DataFrame:
         """One partition's pairs (or every one's) as a table, in a fixed order."""
-        keys: list[str] = []
-        sizes: list[int] = []
-        parts: list[np.ndarray] = []
-        lanes: list[int] = []
-        for number, held in self._lanes.items():
-            if lane is not None and number != lane:
-                continue
-            for k, v in held.items():
-                keys.append(k)
-                sizes.append(v.size)
-                parts.append(v)
-                lanes.append(number)
-        if not keys:
-            return pl.DataFrame(schema=SCHEMA)
-        size = np.asarray(sizes)
-        return pl.DataFrame({
-            "_key": pl.Series(keys, dtype=pl.String).gather(np.repeat(np.arange(len(keys)), size)),
-            "_combo": np.concatenate(parts),
-            "_lane": np.repeat(np.asarray(lanes, np.int64), size),
-        }, schema=SCHEMA).sort("_lane", "_key", "_combo")
+        return _frame(self._copy(lane))
+
+    def capture(self, lane: int) -> Deferred:
+        """``frame(lane)``, built later from a copy of the partition's dict taken now (a
+        micro-batch replaces a key's array, never changes it): the loop over every key
+        leaves the engine's thread."""
+        copy = self._copy(lane)
+        return Deferred(lambda: _frame(copy), 48 * sum(len(held) for held in copy.values()))
+
+    def _copy(self, lane: int | None) -> dict[int, dict[str, np.ndarray]]:
+        return {number: dict(held) for number, held in self._lanes.items() if lane is None or number == lane}
 
     def load(self, frame: pl.DataFrame, lane: int) -> None:
         """Replace one partition's pairs by those of ``frame`` (as ``frame`` gave them)."""

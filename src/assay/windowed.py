@@ -25,7 +25,7 @@ from .keys import BatchIndex, dense_codes
 from .lazy import kernels
 from .retained import LANE_SHIFT, Retained, lanes_of, rows_of_keys
 from .scenarios import Scenario
-from .snapshots import frames_from_bytes, frames_to_bytes
+from .snapshots import Frame, frames_from_bytes, frames_to_bytes
 from .sorted_view import SortedView
 
 MAX_EVIDENCE = 1000
@@ -71,7 +71,7 @@ class Detector(Protocol):
 
     def expire(self, watermark_us: int) -> None: ...
 
-    def capture(self, delta: bool = False) -> list[pl.DataFrame]:
+    def capture(self, delta: bool = False) -> list[Frame]:
         """The state as frames, to serialize later (``delta``: only what changed since the
         last capture, for ``restore`` on top of it). Cheap: frames are not copied."""
         ...
@@ -112,6 +112,7 @@ class WindowedDetector:
         self._keep_state = True  # False during a batch run's update: no evaluation follows
         self._group_lanes: np.ndarray | int = 0  # the partition of each group being evaluated
         self._had: np.ndarray | None = None  # which of those groups held something before
+        self._signature: str | None = None
         self._selections: dict[tuple, tuple[pl.Expr, list[pl.Expr]]] = {}
 
     # --- relevance -------------------------------------------------------
@@ -292,13 +293,13 @@ class WindowedDetector:
     def snapshot(self, delta: bool = False, lane: int = 0) -> bytes:
         return frames_to_bytes(self.capture(delta, lane))
 
-    def capture(self, delta: bool = False, lane: int = 0) -> list[pl.DataFrame]:
+    def capture(self, delta: bool = False, lane: int = 0) -> list[Frame]:
         """One partition's state (``delta``: what changed since its last capture)."""
         positions, rows = self._lane(lane).capture(delta)
         meta = pl.DataFrame({"signature": [self.signature()], "delta": [delta], **{k: [v] for k, v in positions.items()}},
                             schema={"signature": pl.String, "delta": pl.Boolean, "start": pl.Int64,
                                     "cut": pl.Int64, "appended": pl.Int64})
-        return [meta, rows, self.held.frame(lane)]
+        return [meta, rows, self.held.capture(lane)]
 
     def restore(self, data: bytes, lane: int = 0) -> None:
         """Take one partition's full snapshot, or apply its delta on top of the state restored before."""
@@ -315,9 +316,11 @@ class WindowedDetector:
         self.held.load(prev, lane)
 
     def signature(self) -> str:
-        parts = [f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
-                 f"{s.min_distinct}:{s.metric}:{s.op}:{s.threshold}" for s in self.scenarios]
-        return "|".join(parts)
+        if self._signature is None:  # scenarios never change: once
+            self._signature = "|".join(
+                f"{s.id}:{s.version}:{s.kind}:{s.window_us}:{s.key}:{s.where}:{s.items}:"
+                f"{s.min_distinct}:{s.metric}:{s.op}:{s.threshold}" for s in self.scenarios)
+        return self._signature
 
     def evaluate(self, view: SortedView, group_start: np.ndarray, new_sorted: np.ndarray,
                  group_keys: pl.Series) -> pl.DataFrame:

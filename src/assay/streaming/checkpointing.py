@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 # the state is smaller: a full state costs the engine a pause (and the machine a large write),
 # and restoring a small state with up to this many bytes of deltas takes a second or two
 FULL_AFTER_BYTES = 256 * 1024 * 1024
-# A checkpoint is serialized a frame at a time, each followed by a pause as long as it took
-# (this long at most): the micro-batches go on between them (in one burst, the p99 latency of
-# a busy stream doubled around it)
-SERIALIZE_PAUSE_SECONDS = 0.02
+# A checkpoint is serialized a few milliseconds of work at a time, each followed by a pause
+# this many times as long: the micro-batches go on between them (in one burst, the p99
+# latency of a busy stream doubled around it)
+SERIALIZE_PACE = 2.0
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Checkpointing:
     async def _save(self, part: Partition, js, taken: Captured) -> None:  # type: ignore[no-untyped-def]
         await self._published()  # the alerts of the rows the checkpoint covers are published,
         await self._flush(js)  # and stored, first
-        data = await asyncio.to_thread(taken.state.to_bytes, SERIALIZE_PAUSE_SECONDS)
+        data = await asyncio.to_thread(taken.state.to_bytes, SERIALIZE_PACE)
         checkpoint = Checkpoint(self.stream, taken.seq, taken.rows, data, delta=taken.delta)
         await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
         if taken.msg is not None:
