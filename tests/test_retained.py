@@ -7,7 +7,8 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assay.retained import LANE_SHIFT, Retained, lane_base, lanes_of
+from assay import retained
+from assay.retained import LANE_SHIFT, SEGMENT_ROWS, Retained, lane_base, lanes_of
 
 
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1000)), max_size=60))
@@ -54,26 +55,33 @@ def test_expiry_cuts_a_prefix_and_deltas_carry_what_was_appended_since():
 
 
 @given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=40),
-       st.lists(st.integers(0, 10**6), max_size=30))
-def test_gathers_equal_plain_positions_whatever_the_chunks(steps, picks):
-    """Appends (``size`` rows) and cuts (``advance`` in ts); a gather of positions from base
-    and tail gives the rows of a plain list, base rows first, each part in the order asked."""
-    kept = Retained(frame([]))
-    plain: list[int] = []  # ts of every retained row, by position relative to the cut
-    ts = 0
-    for size, advance in steps:
-        kept.append(frame(list(range(ts, ts + size))), None)
-        plain += list(range(ts, ts + size))
-        ts += size
-        cutoff = plain[0] + advance if plain else 0
-        kept.expire(cutoff)
-        plain = [t for t in plain if t >= cutoff]
-        assert kept.rows["_ts"].to_list() == plain and kept.height == len(plain)
-        assert kept.base.n_chunks() <= 1
-        if plain:
-            positions = np.array(sorted({p % len(plain) for p in picks}), np.int64)
-            rows, which = kept.gather(positions, positions * 10)
-            in_base = positions < kept.base.height
-            expected = [*positions[in_base].tolist(), *positions[~in_base].tolist()]
-            assert rows["_ts"].to_list() == [plain[p] for p in expected]
-            assert which.tolist() == [p * 10 for p in expected]
+       st.lists(st.integers(0, 10**6), max_size=30), st.sampled_from([SEGMENT_ROWS, 16, 50]))
+def test_gathers_equal_plain_positions_whatever_the_chunks(steps, picks, segment_rows):
+    """Appends (``size`` rows) and cuts (``advance`` in ts); a gather of positions gives the
+    rows of a plain list, segment by segment (each one chunk), in the order asked within each."""
+    retained.SEGMENT_ROWS, cap = segment_rows, retained.SEGMENT_ROWS
+    try:
+        kept = Retained(frame([]))
+        plain: list[int] = []  # ts of every retained row, by position relative to the cut
+        ts = 0
+        for size, advance in steps:
+            kept.append(frame(list(range(ts, ts + size))), None)
+            plain += list(range(ts, ts + size))
+            ts += size
+            cutoff = plain[0] + advance if plain else 0
+            kept.expire(cutoff)
+            plain = [t for t in plain if t >= cutoff]
+            assert kept.rows["_ts"].to_list() == plain and kept.height == len(plain)
+            assert all(s.n_chunks() == 1 and s.height for s in kept.segments)
+            if plain:
+                # a key's positions come in order, keys' interleaved: ascending, then descending
+                positions = np.array(sorted({p % len(plain) for p in picks}), np.int64)
+                positions = np.concatenate([positions[::2], positions[1::2][::-1]])
+                rows, which = kept.gather(positions, positions * 10)
+                ends = np.cumsum([s.height for s in (*kept.segments, kept.tail)])
+                part = np.searchsorted(ends, positions, side="right")
+                expected = positions[np.argsort(part, kind="stable")]
+                assert rows["_ts"].to_list() == [plain[p] for p in expected]
+                assert which.tolist() == [p * 10 for p in expected]
+    finally:
+        retained.SEGMENT_ROWS = cap

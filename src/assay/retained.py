@@ -22,6 +22,9 @@ import polars as pl
 
 from .key_index import KeyIndex, key_hashes
 
+# the most rows a segment of retained rows grows to by appends (see ``Retained``)
+SEGMENT_ROWS = 1 << 18
+
 LANE_SHIFT = 40  # a partition numbers up to 2**40 rows (a million a second for 12 days... x 1,000)
 
 
@@ -76,16 +79,18 @@ def rows_of_keys(found: list[tuple[Retained, tuple[np.ndarray, np.ndarray] | Non
 class Retained:
     """One partition's retained rows of one detector, with the key index over them.
 
-    The rows are kept as ``base``, one chunk, and ``tail``, what was appended since: Polars
-    gathers rows from one chunk an order of magnitude faster than from the dozens a frame
-    appended to micro-batch by micro-batch has (4 ms against 0.25 ms for 25,000 of a
-    million rows). The tail joins the base once it is 1/8 of it (each row is copied a few
-    times in all).
+    The rows are kept as ``segments``, each one chunk of up to SEGMENT_ROWS rows, and
+    ``tail``, what was appended since: Polars gathers rows from one chunk an order of
+    magnitude faster than from a frame of many (0.2 ms against 1-3 ms for 25,000 of a
+    million rows), so a gather reads each segment on its own. The tail joins the last segment
+    once it is 1/8 of it, or starts a new one when that one is full: a join copies one
+    segment at most (a single chunk of a million rows took 35 ms to copy, a stall in the
+    micro-batch that did it), and each row is copied a few times in all.
     """
 
     def __init__(self, empty: pl.DataFrame):
         self.empty = empty
-        self.base = empty
+        self.segments: list[pl.DataFrame] = []
         self.tail = empty
         self.cut = 0
         self.appended = 0
@@ -93,36 +98,46 @@ class Retained:
         self.index: KeyIndex | None = None  # where each key's rows are (built when needed)
         self.first_ts: int | None = None  # of the first row (None: no rows), for ``expire``
 
+    def _parts(self) -> list[pl.DataFrame]:
+        return [*self.segments, self.tail] if self.tail.height else self.segments
+
     @property
     def rows(self) -> pl.DataFrame:
         """Every retained row, in canonical order."""
-        if not self.tail.height:
-            return self.base
-        return pl.concat([self.base, self.tail], rechunk=False) if self.base.height else self.tail
+        parts = self._parts()
+        if len(parts) <= 1:
+            return parts[0] if parts else self.empty
+        return pl.concat(parts, rechunk=False)
 
     @rows.setter
     def rows(self, rows: pl.DataFrame) -> None:
-        self.base = rows.rechunk() if rows.n_chunks() > 1 else rows
+        self.segments = [rows.rechunk() if rows.n_chunks() > 1 else rows] if rows.height else []
         self.tail = self.empty
 
     @property
     def height(self) -> int:
-        return self.base.height + self.tail.height
+        return sum(p.height for p in self.segments) + self.tail.height
 
     def gather(self, positions: np.ndarray, which: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
         """The rows at ``positions`` (relative to ``cut``; each key's in order) and their
-        ``which``, reordered alike: the base's rows first, then the tail's, so each key's
-        rows stay in order."""
+        ``which``, reordered alike: segment by segment, then the tail's, so each key's rows
+        stay in order."""
         # the tail is gathered from as it is (up to 32 chunks, see ``append``): copying it into
         # one chunk first cost more than the gather it sped up
-        n_base = self.base.height
-        in_base = positions < n_base
-        if bool(in_base.all()):
-            return self.base[positions], which
-        if not bool(in_base.any()):
-            return self.tail[positions - n_base], which
-        return (pl.concat([self.base[positions[in_base]], self.tail[positions[~in_base] - n_base]]),
-                np.concatenate([which[in_base], which[~in_base]]))
+        parts = self._parts()
+        if not positions.size or not parts:
+            return self.empty, which
+        ends = np.cumsum([p.height for p in parts])
+        part = np.searchsorted(ends, positions, side="right")
+        if part[0] == part[-1] and bool((part == part[0]).all()):
+            one = int(part[0])
+            return parts[one][positions - (ends[one] - parts[one].height)], which
+        order = np.argsort(part, kind="stable")
+        picked = []
+        for rows in np.split(order, np.flatnonzero(np.diff(part[order])) + 1):
+            one = int(part[rows[0]])
+            picked.append(parts[one][positions[rows] - (ends[one] - parts[one].height)])
+        return pl.concat(picked), which[order]
 
     def positions(self, hashes: Callable[[], np.ndarray], rows: int, first: int,
                   index_ratio: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -148,8 +163,13 @@ class Retained:
             self.first_ts = fresh["_ts"][0]
         self.tail = pl.concat([self.tail, fresh]) if self.tail.height else fresh
         self.appended += fresh.height
-        if self.tail.height * 8 > self.base.height:
-            self.rows = self.rows  # the tail joins the base, as one chunk
+        last = self.segments[-1] if self.segments else None
+        if last is None or self.tail.height * 8 > last.height:
+            if last is not None and last.height + self.tail.height <= SEGMENT_ROWS:
+                self.segments[-1] = pl.concat([last, self.tail]).rechunk()
+            else:
+                self.segments.append(self.tail.rechunk() if self.tail.n_chunks() > 1 else self.tail)
+            self.tail = self.empty
         elif self.tail.n_chunks() > 32:
             self.tail = self.tail.rechunk()
 
@@ -163,10 +183,13 @@ class Retained:
             return
         ts = self.rows["_ts"]
         drop = int(ts.search_sorted(cutoff_us, side="left"))
-        if drop < self.base.height:
-            self.base = self.base.slice(drop)
+        left = drop
+        while self.segments and left >= self.segments[0].height:
+            left -= self.segments.pop(0).height
+        if self.segments:
+            self.segments[0] = self.segments[0].slice(left)
         else:
-            self.rows = self.tail.slice(drop - self.base.height)
+            self.rows = self.tail.slice(left)
         self.cut += drop
         self.first_ts = ts[drop] if drop < ts.len() else None
 
@@ -188,7 +211,7 @@ class Retained:
         self.cut = cut
         self.appended = self.saved = cut + self.height
         self.index = None
-        self.first_ts = self.base["_ts"][0] if self.height else None
+        self.first_ts = self.rows["_ts"][0] if self.height else None
 
 
 __all__ = ["LANE_SHIFT", "Retained", "lane_base", "lanes_of", "rows_of_keys", "runs"]
