@@ -92,7 +92,8 @@ def test_every_field_of_an_alert_is_stored_as_it_was(store):
     assert got.to_dicts() == alerts.to_dicts()
 
 
-def test_checkpoint_states_round_trip_and_postgresql_leaves_them_uncompressed(store):
+def test_checkpoint_states_round_trip_and_postgresql_leaves_them_uncompressed(store, monkeypatch):
+    from assay.streaming import checkpoints
     from assay.streaming.checkpoints import (
         Checkpoint,
         load_checkpoint,
@@ -113,6 +114,15 @@ def test_checkpoint_states_round_trip_and_postgresql_leaves_them_uncompressed(st
     got = load_checkpoint(store, "c", 0)
     assert got is not None and (got.last_seq, got.rows, got.state, got.deltas) == (12, 30, state, [b"d2", b"d3"])
     assert got.size() == (len(state), 4)
+    # a large delta goes in pieces, read back whole, in order among the others
+    monkeypatch.setattr(checkpoints, "PIECE_BYTES", 1000)
+    save_checkpoint(store, "c", 0, Checkpoint("S", 13, 31, state[:2500], delta=True), pace=0.01)
+    save_checkpoint(store, "c", 0, Checkpoint("S", 14, 32, b"", delta=True))
+    save_checkpoint(store, "c", 0, Checkpoint("S", 15, 33, b"d4", delta=True))
+    got = load_checkpoint(store, "c", 0)
+    assert got is not None and got.deltas == [b"d2", b"d3", state[:2500], b"", b"d4"] and got.last_seq == 15
+    with store.session() as session:
+        assert session.execute(text("SELECT COUNT(*) FROM stream_checkpoint_deltas")).scalar() == 7
     with pytest.raises(ValueError, match="full one"):
         save_checkpoint(store, "c", 5, Checkpoint("S", 1, 1, b"d", delta=True))
     assert reset_checkpoints(store, "c") == 2 and load_checkpoint(store, "c", 0) is None

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 
 class Base(DeclarativeBase):
@@ -149,3 +150,4 @@ class StreamCheckpointDelta(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     n: Mapped[int] = mapped_column(Integer, primary_key=True)
     state: Mapped[bytes] = mapped_column(LargeBinary)
+    more: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the next n continues it

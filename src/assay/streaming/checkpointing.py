@@ -149,8 +149,11 @@ class Checkpointing:
         self.report.checkpoints += 1
 
     def _store_checkpoint(self, number: int, checkpoint: Checkpoint) -> None:
+        # paced on PostgreSQL, like the serialization (SQLite's one writer would make the
+        # alerts of that moment wait through the pauses)
+        pace = 0.0 if self.store.engine.dialect.name == "sqlite" else SERIALIZE_PACE
         with self.store_lock:  # taken in a worker thread, never while the event loop waits
-            save_checkpoint(self.store, self.consumer, number, checkpoint)
+            save_checkpoint(self.store, self.consumer, number, checkpoint, pace)
 
 
 __all__ = ["FULL_AFTER_BYTES", "Captured", "Checkpointing", "NotCaptured"]

@@ -13,6 +13,7 @@ by ``alert_id``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -36,22 +37,35 @@ class Checkpoint:
         return len(self.state), sum(len(d) for d in self.deltas)
 
 
+# A delta is stored in rows of at most this many bytes, paced (``save_checkpoint``)
+PIECE_BYTES = 4 * 1024 * 1024
+
+
 def load_checkpoint(store: Store, consumer: str, partition: int) -> Checkpoint | None:
     with store.session() as session:
         row = session.get(StreamCheckpoint, (consumer, partition))
         if row is None:
             return None
-        deltas = session.execute(select(StreamCheckpointDelta.state).where(
+        pieces = session.execute(select(StreamCheckpointDelta.state, StreamCheckpointDelta.more).where(
             StreamCheckpointDelta.consumer == consumer, StreamCheckpointDelta.partition == partition)
-            .order_by(StreamCheckpointDelta.n)).scalars()
-        return Checkpoint(row.stream, int(row.last_seq), int(row.rows), bytes(row.state),
-                          deltas=[bytes(d) for d in deltas])
+            .order_by(StreamCheckpointDelta.n)).all()
+        deltas: list[bytes] = []
+        parts: list[bytes] = []
+        for state, more in pieces:
+            parts.append(bytes(state))
+            if not more:
+                deltas.append(b"".join(parts))
+                parts = []
+        if parts:  # a transaction writes a delta's pieces together: never seen
+            raise ValueError(f"consumer '{consumer}' partition {partition}: a delta checkpoint's last piece is missing")
+        return Checkpoint(row.stream, int(row.last_seq), int(row.rows), bytes(row.state), deltas=deltas)
 
 
-def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Checkpoint) -> None:
+def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Checkpoint, pace: float = 0.0) -> None:
     """One transaction. A full state overwrites the partition's row (never reading the old
     state back, which ``Session.merge`` would do) and drops its deltas; a delta is added
-    after the others and moves the row's ``last_seq``."""
+    after the others (in pieces of PIECE_BYTES; ``pace``: after each but the last, sleep
+    this many times as long as it took) and moves the row's ``last_seq``."""
     table, deltas = StreamCheckpoint.__table__, StreamCheckpointDelta.__table__
     row = (table.c.consumer == consumer, table.c.partition == partition)
     mine = (deltas.c.consumer == consumer, deltas.c.partition == partition)
@@ -64,8 +78,15 @@ def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Che
                 raise ValueError(f"a delta checkpoint of consumer '{consumer}' partition {partition} "
                                  "needs a full one before it")
             n = session.execute(select(func.coalesce(func.max(deltas.c.n), 0)).where(*mine)).scalar_one()
-            session.execute(insert(deltas).values(consumer=consumer, partition=partition, n=n + 1,
-                                                  state=checkpoint.state))
+            state = checkpoint.state
+            starts = range(0, max(len(state), 1), PIECE_BYTES)
+            for k, start in enumerate(starts):
+                started = time.perf_counter()
+                more = k < len(starts) - 1
+                session.execute(insert(deltas).values(consumer=consumer, partition=partition, n=n + 1 + k,
+                                                      state=state[start:start + PIECE_BYTES], more=more))
+                if more and pace:
+                    time.sleep(pace * (time.perf_counter() - started))
             return
         values["state"] = checkpoint.state
         done = session.execute(update(table).where(*row).values(**values))
