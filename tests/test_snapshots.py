@@ -32,5 +32,8 @@ def test_pacing_and_deferred_frames_give_the_same_bytes(monkeypatch: pytest.Monk
     deferred = Deferred(lambda: built.append(1) or frame, size=56)
     assert frames_to_bytes([frame, deferred]) == frames_to_bytes([frame, frame])
     assert frame_to_bytes(frame, pace=0.5) == frame_to_bytes(frame)
+    asked = []  # a pace read at every step (a worker pauses only while it is pushing)
+    assert frame_to_bytes(frame, pace=lambda: asked.append(1) or 0.0) == frame_to_bytes(frame)
+    assert len(asked) == 1 + 3  # building it, then its three slices
     assert built == [1]  # built when serialized, once
     assert [f.equals(frame) for f in frames_from_bytes(frames_to_bytes([frame, deferred]))] == [True, True]

@@ -29,6 +29,7 @@ from .retained import LANE_SHIFT, lane_base, lanes_of, runs
 from .scenarios import ScenarioFile
 from .snapshots import (
     Frame,
+    Pace,
     estimated_size,
     frame_from_bytes,
     frame_to_bytes,
@@ -69,7 +70,7 @@ class CapturedState:
         """Estimated bytes."""
         return sum(estimated_size(f) for f in [*self.frames, self.event_rows, *chain.from_iterable(self.detectors)])
 
-    def to_bytes(self, pace: float = 0.0) -> bytes:
+    def to_bytes(self, pace: Pace = 0.0) -> bytes:
         """Serialized; ``pace``: after each step of a few milliseconds at most, sleep this many
         times as long as it took (a stream worker writes a checkpoint beside its micro-batches:
         in one go, the frames of ten seconds of a busy stream took both cores for a quarter of

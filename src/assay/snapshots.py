@@ -28,6 +28,17 @@ class Deferred:
 Frame = pl.DataFrame | Deferred
 
 
+# how many times as long as a step of serializing or storing a checkpoint took to pause after
+# it; a function when it depends on the moment (a worker pauses only while it is pushing)
+Pace = float | Callable[[], float]
+
+
+def pause_after(pace: Pace, took: float) -> None:
+    factor = pace() if callable(pace) else pace
+    if factor > 0:
+        time.sleep(factor * took)
+
+
 def resolve(frame: Frame) -> pl.DataFrame:
     return frame.build() if isinstance(frame, Deferred) else frame
 
@@ -59,14 +70,13 @@ SLICE_ROWS = 1 << 16
 SLICED = b"ASSAY-SLICES1"
 
 
-def frame_to_bytes(frame: Frame, pace: float = 0.0) -> bytes:
+def frame_to_bytes(frame: Frame, pace: Pace = 0.0) -> bytes:
     """``pace``: after each step (building a deferred frame, writing a slice), sleep this many
     times as long as it took."""
     def paced(step: Callable[[], bytes | pl.DataFrame]) -> bytes | pl.DataFrame:
         started = time.perf_counter()
         out = step()
-        if pace:
-            time.sleep(pace * (time.perf_counter() - started))
+        pause_after(pace, time.perf_counter() - started)
         return out
 
     def ipc(piece: pl.DataFrame) -> bytes:

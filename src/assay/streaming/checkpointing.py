@@ -34,6 +34,9 @@ FULL_AFTER_BYTES = 256 * 1024 * 1024
 # this many times as long: the micro-batches go on between them (in one burst, the p99
 # latency of a busy stream doubled around it)
 SERIALIZE_PACE = 2.0
+# while the worker has pushed a micro-batch this recently: with none to protect (a partition
+# that caught up, a drain), a checkpoint is written at full speed
+BUSY_SECONDS = 0.25
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Checkpointing:
     capture_requests: list[tuple[Partition, asyncio.Future]]  # type: ignore[type-arg]
     inbox_ready: asyncio.Event
     report: WorkerReport
+    pushed_at: float  # when the last micro-batch was pushed (time.monotonic)
 
     async def _published(self) -> None:
         raise NotImplementedError
@@ -135,7 +139,7 @@ class Checkpointing:
     async def _save(self, part: Partition, js, taken: Captured) -> None:  # type: ignore[no-untyped-def]
         await self._published()  # the alerts of the rows the checkpoint covers are published,
         await self._flush(js)  # and stored, first
-        data = await asyncio.to_thread(taken.state.to_bytes, SERIALIZE_PACE)
+        data = await asyncio.to_thread(taken.state.to_bytes, self._pace)
         checkpoint = Checkpoint(self.stream, taken.seq, taken.rows, data, delta=taken.delta)
         await asyncio.to_thread(self._store_checkpoint, part.number, checkpoint)
         if taken.msg is not None:
@@ -148,10 +152,13 @@ class Checkpointing:
         part.saved_at = time.monotonic()
         self.report.checkpoints += 1
 
+    def _pace(self) -> float:
+        return SERIALIZE_PACE if time.monotonic() - self.pushed_at < BUSY_SECONDS else 0.0
+
     def _store_checkpoint(self, number: int, checkpoint: Checkpoint) -> None:
         # paced on PostgreSQL, like the serialization (SQLite's one writer would make the
         # alerts of that moment wait through the pauses)
-        pace = 0.0 if self.store.engine.dialect.name == "sqlite" else SERIALIZE_PACE
+        pace = 0.0 if self.store.engine.dialect.name == "sqlite" else self._pace
         with self.store_lock:  # taken in a worker thread, never while the event loop waits
             save_checkpoint(self.store, self.consumer, number, checkpoint, pace)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, insert, select, update
 
+from ..snapshots import Pace, pause_after
 from ..store.db import Store
 from ..store.models import StreamCheckpoint, StreamCheckpointDelta
 
@@ -61,7 +62,8 @@ def load_checkpoint(store: Store, consumer: str, partition: int) -> Checkpoint |
         return Checkpoint(row.stream, int(row.last_seq), int(row.rows), bytes(row.state), deltas=deltas)
 
 
-def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Checkpoint, pace: float = 0.0) -> None:
+def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Checkpoint,
+                    pace: Pace = 0.0) -> None:
     """One transaction. A full state overwrites the partition's row (never reading the old
     state back, which ``Session.merge`` would do) and drops its deltas; a delta is added
     after the others (in pieces of PIECE_BYTES; ``pace``: after each but the last, sleep
@@ -85,8 +87,8 @@ def save_checkpoint(store: Store, consumer: str, partition: int, checkpoint: Che
                 more = k < len(starts) - 1
                 session.execute(insert(deltas).values(consumer=consumer, partition=partition, n=n + 1 + k,
                                                       state=state[start:start + PIECE_BYTES], more=more))
-                if more and pace:
-                    time.sleep(pace * (time.perf_counter() - started))
+                if more:
+                    pause_after(pace, time.perf_counter() - started)
             return
         values["state"] = checkpoint.state
         done = session.execute(update(table).where(*row).values(**values))

@@ -138,6 +138,7 @@ class StreamWorker(Checkpointing):
         self.publishing: asyncio.Future | None = None  # the latest micro-batch's publish (each waits for the one before)
         self.parts: list[Partition] = []
         self.last_activity = time.monotonic()
+        self.pushed_at = 0.0
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
 
     # --- set-up --------------------------------------------------------------
@@ -345,6 +346,7 @@ class StreamWorker(Checkpointing):
         except BaseException as exc:
             _fail([done for _, _, done in items], exc)
             raise
+        self.pushed_at = time.monotonic()
         # Published at once, in order, while the engine goes on with the next micro-batch
         # (not waiting for JetStream's acknowledgements); stored within SINK_SECONDS. A
         # checkpoint waits for both before it covers these rows.
