@@ -73,22 +73,19 @@ SLICED = b"ASSAY-SLICES1"
 def frame_to_bytes(frame: Frame, pace: Pace = 0.0) -> bytes:
     """``pace``: after each step (building a deferred frame, writing a slice), sleep this many
     times as long as it took."""
-    def paced(step: Callable[[], bytes | pl.DataFrame]) -> bytes | pl.DataFrame:
+    started = time.perf_counter()
+    whole = resolve(frame)
+    pause_after(pace, time.perf_counter() - started)
+    pieces = [whole] if whole.height <= SLICE_ROWS else \
+        [whole.slice(start, SLICE_ROWS) for start in range(0, whole.height, SLICE_ROWS)]
+    out = []
+    for piece in pieces:
         started = time.perf_counter()
-        out = step()
-        pause_after(pace, time.perf_counter() - started)
-        return out
-
-    def ipc(piece: pl.DataFrame) -> bytes:
         buf = io.BytesIO()
         piece.write_ipc(buf, compression="lz4")
-        return buf.getvalue()
-
-    whole: pl.DataFrame = paced(lambda: resolve(frame))  # type: ignore[assignment]
-    if whole.height <= SLICE_ROWS:
-        return paced(lambda: ipc(whole))  # type: ignore[return-value]
-    return SLICED + join_parts([paced(lambda start=start: ipc(whole.slice(start, SLICE_ROWS)))  # type: ignore[misc]
-                                for start in range(0, whole.height, SLICE_ROWS)])
+        out.append(buf.getvalue())
+        pause_after(pace, time.perf_counter() - started)
+    return out[0] if len(out) == 1 else SLICED + join_parts(out)
 
 
 def frame_from_bytes(data: bytes) -> pl.DataFrame:
