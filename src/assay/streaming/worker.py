@@ -86,7 +86,9 @@ SINK_SECONDS = 0.05
 SINK_ALERTS = 5000
 PUBLISH_ACK_SECONDS = 5.0  # an alert not acknowledged by JetStream in this time is published again
 LINGER_SECONDS = 0.01  # a push waits this long at most for the other partitions' messages
-PUSH_INTERVAL_SECONDS = 0.05  # and starts this long after the one before at the earliest
+# and starts this long after the one before at the earliest (50 ms measured p50 80-88 ms and
+# p99 144-241 ms at 50,000 events/s, 30 ms p50 63-74 and p99 143-189, for ~0.1 more core)
+PUSH_INTERVAL_SECONDS = 0.03
 STOP_SECONDS = 10.0  # after a failure, the other tasks' loops have this long to end before they are cancelled
 CAUGHT_UP_SECONDS = 1.0  # no message for this long: the partition has caught up with its stream
 # NATS disconnects a client with more than 64 MB pending (a "slow consumer"), and what was
