@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 import pytest
 
@@ -37,3 +39,12 @@ def test_pacing_and_deferred_frames_give_the_same_bytes(monkeypatch: pytest.Monk
     assert len(asked) == 1 + 3  # building it, then its three slices
     assert built == [1]  # built when serialized, once
     assert [f.equals(frame) for f in frames_from_bytes(frames_to_bytes([frame, deferred]))] == [True, True]
+
+
+def test_frames_of_earlier_checkpoints_still_read() -> None:
+    """LZ4 (and uncompressed) IPC, as checkpoints were written before zstd."""
+    frame = pl.DataFrame({"_key": ["a", "b"], "_ts": [1, 2]})
+    for compression in ("lz4", "uncompressed"):
+        buf = io.BytesIO()
+        frame.write_ipc(buf, compression=compression)
+        assert frame_from_bytes(buf.getvalue()).equals(frame)
