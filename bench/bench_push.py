@@ -10,9 +10,10 @@ Prints milliseconds per push (the mean, and the 99th percentile and the slowest 
 a stream's p99 latency feels: a push that does some amortized work, a merge or a copy,
 holds up the rows behind it), the rows/s that gives, and the batch engine's rows/s over
 the same rows (``assay.run``) for comparison. After the pushes, the time a checkpoint's
-capture holds the engine up (``Engine.capture``, a delta of every push since the warm-up). ``--partitions P``: rows go to P partitions
-by entity (as ``assay publish`` sends them) and each push carries every partition's share
-(``Engine.push_many``, as a worker pushes what its partitions fetched).
+capture holds the engine up (``Engine.capture``, a delta of every push since the warm-up).
+``--partitions P``: rows go to P partitions by entity (as ``assay publish`` sends them) and
+each push carries every partition's share (``Engine.push_many``, as a worker pushes what its
+partitions fetched).
 """
 
 from __future__ import annotations

@@ -55,6 +55,10 @@ def lanes_of(seq: np.ndarray) -> tuple[list[tuple[int, int, int]], np.ndarray | 
     return runs(lane), order
 
 
+def _one_chunk(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.rechunk() if rows.n_chunks() > 1 else rows
+
+
 def rows_of_keys(found: list[tuple[Retained, tuple[np.ndarray, np.ndarray] | None]],
                  keys: pl.Series) -> pl.DataFrame:
     """The rows of these keys among partitions' retained rows. Each partition's rows come with
@@ -111,7 +115,7 @@ class Retained:
 
     @rows.setter
     def rows(self, rows: pl.DataFrame) -> None:
-        self.segments = [rows.rechunk() if rows.n_chunks() > 1 else rows] if rows.height else []
+        self.segments = [_one_chunk(rows)] if rows.height else []
         self.tail = self.empty
 
     @property
@@ -128,15 +132,16 @@ class Retained:
         if not positions.size or not parts:
             return self.empty, which
         ends = np.cumsum([p.height for p in parts])
+        starts = ends - [p.height for p in parts]
         part = np.searchsorted(ends, positions, side="right")
         if part[0] == part[-1] and bool((part == part[0]).all()):
             one = int(part[0])
-            return parts[one][positions - (ends[one] - parts[one].height)], which
+            return parts[one][positions - starts[one]], which
         order = np.argsort(part, kind="stable")
         picked = []
         for rows in np.split(order, np.flatnonzero(np.diff(part[order])) + 1):
             one = int(part[rows[0]])
-            picked.append(parts[one][positions[rows] - (ends[one] - parts[one].height)])
+            picked.append(parts[one][positions[rows] - starts[one]])
         return pl.concat(picked), which[order]
 
     def positions(self, hashes: Callable[[], np.ndarray], rows: int, first: int,
@@ -168,7 +173,7 @@ class Retained:
             if last is not None and last.height + self.tail.height <= SEGMENT_ROWS:
                 self.segments[-1] = pl.concat([last, self.tail]).rechunk()
             else:
-                self.segments.append(self.tail.rechunk() if self.tail.n_chunks() > 1 else self.tail)
+                self.segments.append(_one_chunk(self.tail))
             self.tail = self.empty
         elif self.tail.n_chunks() > 32:
             self.tail = self.tail.rechunk()

@@ -305,7 +305,7 @@ class StreamWorker(Checkpointing):
 
     async def _push_all(self, js) -> None:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
-        pushed_at = 0.0
+        started_at = 0.0  # when the last push started (``self.pushed_at``: when it ended)
         while True:
             await self.inbox_ready.wait()
             if self.inbox:
@@ -318,10 +318,10 @@ class StreamWorker(Checkpointing):
                 # A micro-batch costs the engine a few milliseconds whatever its size, and its
                 # keys' windows (a hot key's window is read whole): pushing more often than
                 # every PUSH_INTERVAL_SECONDS buys little latency for much CPU
-                rest = pushed_at + PUSH_INTERVAL_SECONDS - time.monotonic()
+                rest = started_at + PUSH_INTERVAL_SECONDS - time.monotonic()
                 if rest > 0:
                     await asyncio.sleep(rest)
-                pushed_at = time.monotonic()
+                started_at = time.monotonic()
             self.inbox_ready.clear()
             items, self.inbox = self.inbox, []
             if items:
