@@ -188,7 +188,12 @@ class StreamWorker(Checkpointing):
             self.connection += 1
             self.log("reconnected to NATS; partitions resume after their last processed message")
 
-        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1, reconnected_cb=reconnected)
+        async def connection_error(exc: Exception) -> None:
+            # nats-py's own handler logs each failed reconnect attempt with its traceback
+            self.log(f"NATS connection: {type(exc).__name__}: {exc or 'connection lost'}; reconnecting")
+
+        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1, reconnected_cb=reconnected,
+                                error_cb=connection_error)
         try:
             js = nc.jetstream()
             try:
