@@ -10,6 +10,7 @@ import pytest
 import assay
 from assay.detectors import AggregateDetector, CombinationDetector, build_detectors
 from assay.errors import ScenarioError
+from assay.keys import BatchIndex
 from assay.scenarios import build_scenario, parse_scenarios
 
 KINDS = {
@@ -155,6 +156,36 @@ scenarios:
     (streamed,) = build_detectors(spec.scenarios)  # with the conditions that held before each part
     got = [streamed.update(rows[i:i + 500]) for i in range(0, rows.height, 500)]
     assert pl.concat(got).sort("_seq", "_scen").equals(expected)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("where", ["", "where: \"amount > 20\""])
+@pytest.mark.parametrize("key", ["entity", "counterparty", "n"])
+def test_a_batch_of_a_combination_pack_gives_the_alerts_of_a_stream(threads, where, key, monkeypatch):
+    """A batch run reads item and key codes straight from the columns and groups the rows by
+    key code (radix sort and gathers on threads for large inputs); a stream keeps rows. Keys
+    with empty values (counterparty) and of another type (an integer column) included."""
+    spec = parse_scenarios(f"""
+version: 1
+purpose: fraud
+scenarios:
+  - {{id: ab, kind: combination, items: [a, b], window: 1h, key: {key}, {where}}}
+  - {{id: abc, kind: combination, items: [a, b, c], min_distinct: 2, window: 2h, key: {key}, {where}}}
+  - {{id: cd, kind: combination, items: [c, d], window: 30m, key: {key}, {where}}}
+""".replace(", }", "}"))
+    rows = events(3000, seed=5).with_columns(
+        pl.when(pl.col("counterparty") == "m5").then(None).otherwise(pl.col("counterparty")).alias("counterparty"),
+        (pl.col("_seq") % 7).alias("n"))
+    (streamed,) = build_detectors(spec.scenarios)
+    expected = pl.concat([streamed.update(rows[i:i + 700]) for i in range(0, rows.height, 700)])
+    for name in ("combinations.SPLIT_ROWS", "keys.PARALLEL_SORT_ROWS"):
+        monkeypatch.setattr(f"assay.{name}", 0 if threads > 1 else 10**9)
+    monkeypatch.setattr("assay.combinations.KERNEL_THREADS", threads)
+    monkeypatch.setattr("assay.keys.SORT_THREADS", threads)
+    (batch,) = build_detectors(spec.scenarios)
+    got = batch.update(rows, retain=False, index=BatchIndex(rows))
+    assert expected.height > 20
+    assert got.sort("_seq", "_scen").equals(expected.sort("_seq", "_scen"))
 
 
 def test_snapshots_written_without_compression_still_restore():

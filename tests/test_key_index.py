@@ -60,15 +60,34 @@ def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
 
 
 @settings(max_examples=100, deadline=None)
-@given(codes=st.lists(st.integers(0, 5000), max_size=400), parts=st.integers(1, 4))
-def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts):
+@given(codes=st.lists(st.integers(0, 5000), max_size=400), parts=st.integers(1, 4),
+       top=st.sampled_from([0, 1, 2047, 2048, 5_000_000]), narrow=st.booleans())
+def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts, top, narrow):
+    """One, two or three passes of digits (codes below 2**11, 2**22 or more), on int64 or
+    int32 codes (then read as they are, not copied: they stay as they were)."""
     from assay import kernels, radix
 
-    array = np.array(codes, np.int64)
-    n_codes = max(codes, default=0) + 1
-    want_order, want_start = kernels.group_by_code(array, n_codes)
-    got_order, got_start = radix.group_by_code(array, n_codes, parts)
+    array = np.array(codes + [top], np.int32 if narrow else np.int64)
+    given_codes = array.copy()
+    n_codes = int(array.max()) + 1
+    want_order, want_start = kernels.group_by_code(array.astype(np.int64), n_codes)
+    got_order, got_start = radix.group_by_code(array, n_codes, parts, wide=not narrow)
     assert got_order.tolist() == want_order.tolist() and got_start.tolist() == want_start.tolist()
+    assert got_order.dtype == (np.int32 if narrow else np.int64)
+    assert array.tolist() == given_codes.tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 300), parts=st.integers(1, 4))
+def test_take_on_threads_gathers_two_columns(n, parts):
+    from assay import radix
+
+    rng = np.random.default_rng(n)
+    a = rng.integers(-10**12, 10**12, n)
+    b = rng.integers(-5, 5, n).astype(np.int32)
+    order = rng.permutation(n).astype(np.int32)
+    got_a, got_b = radix.take(order, a, b, parts)
+    assert got_a.tolist() == a[order].tolist() and got_b.tolist() == b[order].tolist()
 
 
 def test_a_full_index_grows_only_if_it_was_looked_up(monkeypatch):

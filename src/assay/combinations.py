@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
 
+from .keys import BatchIndex, group_rows, take
 from .lazy import LazyModule
 from .scenarios import Scenario
-from .windowed import MAX_EVIDENCE, WindowedDetector
+from .sorted_view import epoch_us
+from .views import StringCodes, string_codes
+from .windowed import MAX_EVIDENCE, WindowedDetector, empty_candidates
 
 # Combination packs over at least this many rows run their kernel on KERNEL_THREADS threads
 SPLIT_ROWS = 200_000
@@ -47,6 +51,58 @@ class CombinationDetector(WindowedDetector):
         self.item_combos = np.array([c for b in by_item for c in b], np.int64)
         self.windows = np.array([s.window_us for s in scenarios], np.int64)
         self.min_distinct = np.array([s.min_distinct for s in scenarios], np.int64)
+        self._item_table: StringCodes | None = None
+
+    def update(self, rows: pl.DataFrame, *, retain: bool = True, index: BatchIndex | None = None) -> pl.DataFrame:
+        if retain or index is None or self.lanes:
+            return super().update(rows, retain=retain, index=index)
+        return self._update_batch(rows, index)
+
+    def _update_batch(self, rows: pl.DataFrame, index: BatchIndex) -> pl.DataFrame:
+        """A whole batch with no state before or after it: item and key codes read from the
+        columns' own memory (``views``), rows grouped by key code, and no copy of the
+        relevant rows, which a stream's micro-batches keep (on this machine every megabyte
+        a run touches for the first time costs 1-3 ms: see docs/semantics.md)."""
+        relevant = WindowedDetector.relevance(self, rows)  # the key and ``where``; raises as usual
+        if self._item_table is None:
+            self._item_table = StringCodes(len(self.item_codes))
+            self._item_table.add(self._names)  # codes are the pack's own: names in code order
+        table = self._item_table
+
+        def item_codes() -> np.ndarray:
+            items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
+            if self.where_tree is not None:
+                items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
+            return items
+
+        # items on a thread of their own while the keys are coded (the kernels release the GIL)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
+            coding = pool.submit(item_codes)
+            keys, n_keys = index.cached(f"views:{self.key}", lambda: string_codes(rows[self.key]))
+            items = coding.result()
+        used = (items >= 0) & (keys >= 0)
+        # rows without an item of the pack or a key: a group of their own past the keys', cut off
+        codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
+        order, group_start = group_rows(codes, n_keys + 1, wide=False)
+        group_start = group_start[:n_keys + 1]
+        order = order[:group_start[-1]]
+        ts, items = take(order, index.cached("ts", lambda: epoch_us(rows["ts"])), items)
+        parts = KERNEL_THREADS if order.shape[0] >= SPLIT_ROWS else 1
+        nothing_held = np.zeros(n_keys + 1, np.int64)
+        (found, combos, values, ev_ptr, ev_rows, ev_total, _, _) = combination_kernels.run_combination_kernel_split(
+            group_start, ts, items, np.ones(order.shape[0], np.bool_), len(self.item_codes),
+            self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos, self.windows,
+            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts)
+        if found.size == 0:
+            return empty_candidates()
+        # only the alerts' rows and their evidence are read from the batch's columns
+        wanted = np.concatenate([order[found], order[ev_rows]])
+        key = pl.col(self.key) if rows.schema[self.key] == pl.String else pl.col(self.key).cast(pl.String)
+        when = pl.col("ts") if rows.schema["ts"] == pl.Int64 else pl.col("ts").dt.epoch("us")
+        chunk = rows.select(pl.col(self.key, "ts", "event_id", "_seq").gather(pl.Series(wanted))).select(
+            key.alias("_key"), when.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
+        return self._candidates(chunk, None, np.arange(found.size), combos, values.astype(np.float64), ev_ptr,
+                                np.arange(found.size, wanted.size), ev_total)
 
     def relevance(self, rows: pl.DataFrame) -> pl.Expr:
         return super().relevance(rows) & pl.col("item").is_in(self._names.implode())

@@ -343,11 +343,15 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
 
     for small in (one, one.astype(np.int32)):
         radix.digit_counts(small, 0, 1, 0)
-        radix.scatter(small, small, small.copy(), small.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64))
+        radix.scatter(small, small, small.copy(), small.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64),
+                      True, True)
     if "combination" in kinds:
-        from . import combination_kernels
+        from . import combination_kernels, view_kernels
 
         combination_kernels.warm_up()
+        view_kernels.warm_up()  # a batch run's codes of items and keys
+        small = one.astype(np.int32)
+        radix.take_into(small, one, small, one.copy(), small.copy(), 0, 1)
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)

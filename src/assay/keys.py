@@ -63,6 +63,22 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     return codes, n
 
 
+def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort of rows by dense code: (order, group_start), one group per code; on
+    SORT_THREADS threads for a large column. ``wide``: the order as int64 (else it may be
+    int32, half the memory, for NumPy's indexing only)."""
+    if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
+        return radix.group_by_code(codes, n_codes, SORT_THREADS, wide)
+    return kernels.group_by_code(codes.astype(np.int64, copy=False), n_codes)
+
+
+def take(order: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a[order], b[order]``: two columns in a group order (on SORT_THREADS threads for many rows)."""
+    if order.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
+        return radix.take(order, a, b, SORT_THREADS)
+    return a[order], b[order]
+
+
 def _hashes(text: pl.Series) -> np.ndarray:
     return text.hash(seed=0).to_numpy()
 
@@ -83,11 +99,7 @@ class ColumnIndex:
     @property
     def order(self) -> np.ndarray:
         if self._order is None:
-            codes = np.maximum(self.codes, 0)
-            if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
-                self._order, _ = radix.group_by_code(codes, max(self.n, 1), SORT_THREADS)
-            else:
-                self._order, _ = kernels.group_by_code(codes, max(self.n, 1))
+            self._order, _ = group_rows(np.maximum(self.codes, 0), max(self.n, 1))
         return self._order
 
     def subset_codes(self, idx: np.ndarray) -> tuple[np.ndarray, int]:

@@ -53,7 +53,7 @@ class SortedView:
         if self.index is None:
             return self.take(self.chunk["_ts"].to_numpy())
         index = self.index
-        return self._batch("ts", lambda: index.cached("ts", lambda: _epoch_us(index.rows["ts"])))
+        return self._batch("ts", lambda: index.cached("ts", lambda: epoch_us(index.rows["ts"])))
 
     def codes(self, column: str, retained: str = "_val") -> tuple[np.ndarray, int]:
         """Dense codes of ``column``'s values in sorted order (``retained``: the chunk's column
@@ -84,7 +84,7 @@ class SortedView:
         return d, self._batch(f"scaled:{column}", lambda: ints)
 
 
-def _epoch_us(ts: pl.Series) -> np.ndarray:
+def epoch_us(ts: pl.Series) -> np.ndarray:
     return ts.dt.epoch("us").to_numpy() if ts.dtype != pl.Int64 else ts.to_numpy()
 
 

@@ -339,18 +339,19 @@ class WindowedDetector:
             drop = decided[self._had[decided]] if self._had is not None else decided
             self.held.replace(group_keys, self._group_lanes, drop, groups, combos)
 
-    def _candidates(self, chunk: pl.DataFrame, order: np.ndarray, rows: np.ndarray,
+    def _candidates(self, chunk: pl.DataFrame, order: np.ndarray | None, rows: np.ndarray,
                     scen: np.ndarray, values: np.ndarray, ev_ptr: np.ndarray, ev_rows: np.ndarray,
                     totals: np.ndarray) -> pl.DataFrame:
-        """Alert candidates; evidence arrives flat (rows in sorted order, one offset per alert)."""
+        """Alert candidates; evidence arrives flat (rows in sorted order, one offset per alert).
+        ``order``: the chunk's row at each sorted position (None: positions are chunk rows)."""
         if rows.size == 0:  # most micro-batches of most detectors: no table to build
             return empty_candidates()
-        picked = order[rows]
+        picked = order[rows] if order is not None else rows
         sub = chunk.select("_key", "_ts", "_eid", "_seq")[picked]
         lengths = np.diff(ev_ptr)
         evidence = pl.DataFrame({
             "_a": np.repeat(np.arange(rows.size, dtype=np.int64), lengths),
-            "_e": chunk["_eid"].gather(order[ev_rows]),
+            "_e": chunk["_eid"].gather(order[ev_rows] if order is not None else ev_rows),
         }).group_by("_a", maintain_order=True).agg("_e")
         if evidence.height != rows.size:  # every alert's evidence holds at least its trigger row
             raise AssertionError("alert without evidence")

@@ -1,0 +1,107 @@
+"""Exact integer codes for strings, read from Polars' own memory (Arrow string views).
+
+Polars keeps strings as views of 16 bytes; a string of up to 12 bytes lives inside its
+view. ``StringCodes`` codes them by those bytes in one Numba pass, exact by construction
+(no hash digest stands for a string, so no second pass has to verify the codes), without
+copying the column: each of its chunks is read where it lies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .lazy import LazyModule
+
+view_kernels = LazyModule("assay.view_kernels")
+_NEWEST = pl.CompatLevel.newest()
+_LENGTH = np.uint64(0xFFFFFFFF)
+
+
+def _view_chunks(text: pl.Series):  # type: ignore[no-untyped-def]
+    """Each chunk of a String series as (views (n, 2) uint64, valid rows, long strings'
+    bytes or None when every string is inline, each data buffer's start in them)."""
+    for chunk in text.get_chunks():
+        arr = chunk.to_arrow(compat_level=_NEWEST)
+        if not pa.types.is_string_view(arr.type):
+            arr = arr.cast(pa.string_view())
+        buffers = arr.buffers()
+        words = np.frombuffer(buffers[1], np.uint64).reshape(-1, 2)[arr.offset:arr.offset + len(arr)]
+        valid = np.ones(len(arr), np.bool_) if arr.null_count == 0 else chunk.is_not_null().to_numpy()
+        datas = [np.frombuffer(b, np.uint8) for b in buffers[2:] if b is not None]
+        bases = np.zeros(max(len(datas), 1), np.int64)
+        if datas:
+            np.cumsum([d.size for d in datas[:-1]], out=bases[1:])
+        if datas and int((words[:, 0] & _LENGTH).max(initial=0)) <= view_kernels.INLINE:
+            datas = []  # bytes of strings no longer in the chunk (it is a slice or a selection)
+        data = np.concatenate(datas) if len(datas) > 1 else datas[0] if datas else None
+        if data is not None:
+            data.setflags(write=False)  # as Arrow's own buffers are: one signature for the kernel
+        yield words, valid, data, bases
+
+
+class StringCodes:
+    """A table of distinct strings, each with a code 0, 1, 2... in order of first appearance.
+
+    ``add`` codes a column, giving new strings new codes; ``find`` only looks them up (-1:
+    not in the table). Empty (null) values are -1.
+    """
+
+    def __init__(self, expected: int = 0):
+        capacity = 16
+        while capacity * 3 < expected * 4 + 4:
+            capacity *= 2
+        self.slots = np.zeros(capacity * 3, np.uint64)
+        self.count = 0
+        self.arena = np.zeros(256, np.uint8)
+        self.arena_used = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, values: pl.Series) -> np.ndarray:
+        return self._code(values, True)
+
+    def find(self, values: pl.Series) -> np.ndarray:
+        return self._code(values, False)
+
+    def _code(self, values: pl.Series, insert: bool) -> np.ndarray:
+        text = values if values.dtype == pl.String else values.cast(pl.String)
+        out = np.empty(text.len(), np.int32)
+        done = 0
+        for words, valid, data, bases in _view_chunks(text):
+            n = words.shape[0]
+            codes = out[done:done + n]
+            row = 0
+            while True:
+                if data is None:
+                    row, self.count = view_kernels.encode_short(words, valid, row, self.slots, self.count,
+                                                                insert, codes)
+                else:
+                    row, self.count, self.arena_used = view_kernels.encode(
+                        words, valid, data, bases, row, self.slots, self.count, self.arena,
+                        self.arena_used, insert, codes)
+                if row == n:
+                    break
+                self._grow()
+            done += n
+        return out
+
+    def _grow(self) -> None:
+        """More room: the table when three quarters full, else the arena (a long string's bytes
+        did not fit)."""
+        capacity = self.slots.shape[0] // 3
+        if self.count >= capacity - capacity // 4:
+            self.slots = view_kernels.rehash(self.slots, self.arena, capacity * 2)
+        else:
+            arena = np.zeros(max(self.arena.size * 2, self.arena_used + (1 << 16)), np.uint8)
+            arena[:self.arena_used] = self.arena[:self.arena_used]
+            self.arena = arena
+
+
+def string_codes(values: pl.Series) -> tuple[np.ndarray, int]:
+    """Dense codes (int32, first-appearance order, -1 for no value) and their count."""
+    table = StringCodes(min(values.len(), 1 << 16))
+    codes = table.add(values)
+    return codes, len(table)
