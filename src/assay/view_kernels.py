@@ -135,6 +135,8 @@ def encode(words, valid, data, bases, first, slots, count, arena, arena_used, in
 
 # rows looked ahead: each row's slot is asked for this many rows before it is probed
 AHEAD = 16
+# a table of up to this many slots (768 kB) is read without asking ahead
+CACHED_SLOTS = 1 << 15
 
 
 @njit(cache=True, nogil=True)
@@ -145,8 +147,10 @@ def encode_short(words, valid, first, slots, count, insert, codes):
     cap = slots.shape[0] // 3
     mask = np.int64(cap - 1)
     limit = cap - cap // 4
+    # a table that stays in the cache (a pack's items) gains nothing from asking ahead
+    ahead = AHEAD if cap > CACHED_SLOTS else n
     for i in range(first, n):
-        j = i + AHEAD
+        j = i + ahead
         if j < n:
             a0, a1 = _inline_words(words[j, 0], words[j, 1])
             prefetch(slots, 3 * (np.int64(_mix(a0, a1)) & mask))
