@@ -60,9 +60,9 @@ class CombinationDetector(WindowedDetector):
 
     def _update_batch(self, rows: pl.DataFrame, index: BatchIndex) -> pl.DataFrame:
         """A whole batch with no state before or after it: item and key codes read from the
-        columns' own memory (``views``), rows grouped by key code, and no copy of the
-        relevant rows, which a stream's micro-batches keep (on this machine every megabyte
-        a run touches for the first time costs 1-3 ms: see docs/semantics.md)."""
+        columns' own memory (``views``) and rows grouped by key code, without the copy of the
+        relevant rows that a stream's micro-batches retain (README, Performance: memory a run
+        touches for the first time is much of a batch run's cost)."""
         relevant = WindowedDetector.relevance(self, rows)  # the key and ``where``; raises as usual
         if self._item_table is None:
             self._item_table = StringCodes(len(self.item_codes))

@@ -21,7 +21,7 @@ from itertools import chain
 import numpy as np
 import polars as pl
 
-from .alerts import ALERT_SCHEMA, alert_id, empty_alerts
+from .alerts import ALERT_SCHEMA, alert_ids, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
@@ -383,11 +383,10 @@ class Engine:
             return empty_alerts()
         found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
         positions = self._positions(rows, found_df)
-        ids = [alert_id(self.purpose, sid, ver, key, eid, pos) for sid, ver, key, eid, pos in zip(
-            found_df["_sid"], found_df["scenario_version"], found_df["key"],
-            found_df["trigger_event_id"], positions, strict=True)]
+        ids = alert_ids(self.purpose, found_df["_sid"], found_df["scenario_version"], found_df["key"],
+                        found_df["trigger_event_id"], positions)
         return found_df.select(
-            pl.Series("alert_id", ids, dtype=pl.String),
+            ids,
             pl.lit(self.purpose).alias("purpose"),
             pl.col("_sid").alias("scenario"),
             "scenario_version", "key",
@@ -396,7 +395,7 @@ class Engine:
             (pl.col("_total") > MAX_EVIDENCE).alias("evidence_truncated"),
         ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
 
-    def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> list[int]:
+    def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> pl.Series:
         """Position of each trigger row among the rows sharing its event_id, in canonical order."""
         triggers = found["trigger_event_id"].unique()
         wanted = triggers.implode()
@@ -419,4 +418,4 @@ class Engine:
             same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
         pos = found.select("_seq").join(same.select("_seq", "_p"), on="_seq", how="left", maintain_order="left")
-        return pos["_p"].to_list()
+        return pos["_p"].cast(pl.Int64)
