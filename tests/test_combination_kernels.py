@@ -39,7 +39,7 @@ def test_checks_order_other_items_rarest_first_and_count_the_misses_allowed() ->
     assert got[(d, 2)] == ([c, b], 0)
 
 
-def test_the_order_of_the_checks_does_not_change_the_result() -> None:
+def test_the_order_of_the_checks_and_of_the_rows_in_memory_do_not_change_the_result() -> None:
     det = detector()
     rng = np.random.default_rng(3)
     n = 5_000
@@ -53,14 +53,23 @@ def test_the_order_of_the_checks_does_not_change_the_result() -> None:
     items = rng.integers(0, 4, n).astype(np.int32)
     is_new = rng.random(n) < 0.8
     prev_ptr = np.zeros(group_start.size, np.int64)
+    # the same rows stored in another order, read through ``order`` (a batch run's way)
+    stored_at = rng.permutation(n)
+    order = np.empty(n, np.int32)
+    order[:] = stored_at  # key-order row i lies at stored_at[i]
+    shuffled = {"ts": np.empty_like(ts), "items": np.empty_like(items)}
+    shuffled["ts"][stored_at] = ts
+    shuffled["items"][stored_at] = items
+    np.testing.assert_array_equal(shuffled["ts"][order], ts)
     results = []
     for freq in (np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1]), np.array([2, 4, 1, 3])):
         ptr, others, allow = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos,
                                        det.min_distinct, freq)
-        out = ck.run_combination_kernel(group_start, ts, items, is_new, 4, det.combo_ptr, det.combo_items,
-                                        det.item_ptr, det.item_combos, ptr, others, allow, det.windows,
-                                        prev_ptr, np.zeros(0, np.int64), 1000)
-        results.append(out)
+        for rows in ((ts, items, None), (shuffled["ts"], shuffled["items"], order)):
+            out = ck.run_combination_kernel(group_start, *rows, is_new, 4, det.combo_ptr, det.combo_items,
+                                            det.item_ptr, det.item_combos, ptr, others, allow, det.windows,
+                                            prev_ptr, np.zeros(0, np.int64), 1000)
+            results.append(out)
     assert results[0][0].size > 50  # alerts of every kind of check
     for other in results[1:]:
         for x, y in zip(results[0], other, strict=True):

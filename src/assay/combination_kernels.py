@@ -16,6 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from .prefetch import prefetch
+
+# rows asked for ahead of their turn, when read through an order
+AHEAD = 16
+
 
 @njit(cache=True, nogil=True)
 def checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq):
@@ -52,19 +57,43 @@ def checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq):
     return others_ptr, others, allow
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _at(values, order, i):
+    """The value of the i-th row in key order: ``values`` are in that order already (no
+    ``order``), or ``order[i]`` is where the row is."""
+    if order is None:
+        return values[i]
+    return values[order[i]]
+
+
 @njit(cache=True, nogil=True)
-def combination_kernel(group_start, ts, items, is_new, n_items,
+def item_counts(items, n_items):
+    """Rows per item code (negative codes: rows without an item of the pack)."""
+    counts = np.zeros(max(n_items, 1), np.int64)
+    for x in items:
+        if x >= 0:
+            counts[x] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def combination_kernel(group_start, ts, items, order, is_new, n_items,
                        combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, windows,
                        prev_ptr, prev_combos, max_evidence,
                        out_row, out_combo, out_value, ev_ptr, ev_rows, ev_total, fin_group, fin_combo):
     """Evaluate a pack of combination scenarios sharing key and ``where``.
 
+    Rows are read in key order: ``ts`` and ``items`` are in that order, or (a batch run) they
+    are in the batch's order and ``order`` lists the rows in key order; each row is then
+    asked for ahead of its turn (reading them through ``order`` costs less than gathering
+    them into key order first: no two arrays of every row to write and read back).
     Outputs go to caller-provided buffers (growing arrays inside the loop would make
     Numba reference-count them on every iteration). Returns (alerts, evidence rows,
     final pairs) counts; when a count exceeds its buffer, the caller calls again with
     buffers of the returned sizes.
     """
     n_groups = group_start.shape[0] - 1
+    n_rows = is_new.shape[0]
     n_combos = windows.shape[0]
     never = np.iinfo(np.int64).min
     last_ts = np.full(max(n_items, 1), never, np.int64)
@@ -93,8 +122,11 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                 touched_combos[n_tc] = c
                 n_tc += 1
         for i in range(a, b):
-            x = items[i]
-            t = ts[i]
+            if order is not None and i + AHEAD < n_rows:
+                prefetch(ts, order[i + AHEAD])
+                prefetch(items, order[i + AHEAD])
+            x = _at(items, order, i)
+            t = _at(ts, order, i)
             if last_ts[x] == never:
                 touched_items[n_ti] = x
                 n_ti += 1
@@ -119,11 +151,11 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = True
                     k = i
-                    while k > a and ts[k - 1] >= lo:
+                    while k > a and _at(ts, order, k - 1) >= lo:
                         k -= 1
                     total = 0
                     for r in range(k, i + 1):
-                        if member[items[r]]:
+                        if member[_at(items, order, r)]:
                             if total < max_evidence:
                                 if n_ev < cap_ev:
                                     ev_rows[n_ev] = r
@@ -159,7 +191,7 @@ def combination_kernel(group_start, ts, items, is_new, n_items,
 
 def run_combination_kernel(*args):
     """``combination_kernel`` with output buffers sized for it (a second call when too small)."""
-    n_rows = args[1].shape[0]
+    n_rows = args[4].shape[0]
     caps = (n_rows // 16 + 1024, n_rows // 4 + 4096, n_rows // 16 + 1024)
     for _ in range(2):
         out = (np.empty(caps[0], np.int64), np.empty(caps[0], np.int64), np.empty(caps[0], np.int64),
@@ -176,25 +208,27 @@ def run_combination_kernel(*args):
 
 def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_ptr, combo_items, item_ptr,
                                  item_combos, windows, min_distinct, prev_ptr, prev_combos, max_evidence,
-                                 parts: int = 2):
+                                 parts: int = 2, order=None):
     """``run_combination_kernel`` over ``parts`` runs of whole groups on as many threads (the
-    kernel releases the GIL; groups are independent), outputs joined as one call's would be."""
-    n_rows = ts.shape[0]
+    kernel releases the GIL; groups are independent), outputs joined as one call's would be.
+    ``order``: as the kernel takes it (rows of ``ts`` and ``items`` in key order)."""
+    n_rows = is_new.shape[0]
     n_groups = group_start.shape[0] - 1
     # rarest first among the rows at hand: any order gives the same result
-    freq = np.bincount(items, minlength=max(n_items, 1))
+    freq = item_counts(items, n_items)
     others_ptr, others, allow = checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq)
     pack = (combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, windows)
     if parts < 2 or n_groups < parts:
-        return run_combination_kernel(group_start, ts, items, is_new, n_items, *pack, prev_ptr, prev_combos,
-                                      max_evidence)
+        return run_combination_kernel(group_start, ts, items, order, is_new, n_items, *pack, prev_ptr,
+                                      prev_combos, max_evidence)
     cuts = np.searchsorted(group_start, [n_rows * k // parts for k in range(1, parts)])
     bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < n_groups)), n_groups]
 
     def run(g0: int, g1: int):  # type: ignore[no-untyped-def]
         a, b = group_start[g0], group_start[g1]
         p0, p1 = prev_ptr[g0], prev_ptr[g1]
-        return run_combination_kernel(group_start[g0:g1 + 1] - a, ts[a:b], items[a:b], is_new[a:b], n_items,
+        rows = (ts[a:b], items[a:b], None) if order is None else (ts, items, order[a:b])
+        return run_combination_kernel(group_start[g0:g1 + 1] - a, *rows, is_new[a:b], n_items,
                                       *pack, prev_ptr[g0:g1 + 1] - p0, prev_combos[p0:p1], max_evidence)
 
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
@@ -222,6 +256,7 @@ def warm_up() -> None:
     """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
-    run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),
-                                 one, np.array([0, 1]), one, one, np.ones(1, np.int64), two,
-                                 np.zeros(0, np.int64), 10, 1)
+    for order in (None, np.zeros(1, np.int32)):  # a stream's rows in key order; a batch's through an order
+        run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),
+                                     one, np.array([0, 1]), one, one, np.ones(1, np.int64), two,
+                                     np.zeros(0, np.int64), 10, 1, order)

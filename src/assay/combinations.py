@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from .keys import BatchIndex, group_rows, take
+from .keys import BatchIndex, group_rows
 from .lazy import LazyModule
 from .scenarios import Scenario
 from .sorted_view import epoch_us
@@ -86,13 +86,13 @@ class CombinationDetector(WindowedDetector):
         order, group_start = group_rows(codes, n_keys + 1, wide=False)
         group_start = group_start[:n_keys + 1]
         order = order[:group_start[-1]]
-        ts, items = take(order, index.cached("ts", lambda: epoch_us(rows["ts"])), items)
+        ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
         parts = KERNEL_THREADS if order.shape[0] >= SPLIT_ROWS else 1
         nothing_held = np.zeros(n_keys + 1, np.int64)
         (found, combos, values, ev_ptr, ev_rows, ev_total, _, _) = combination_kernels.run_combination_kernel_split(
             group_start, ts, items, np.ones(order.shape[0], np.bool_), len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos, self.windows,
-            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts)
+            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order)
         if found.size == 0:
             return empty_candidates()
         # only the alerts' rows and their evidence are read from the batch's columns

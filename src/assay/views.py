@@ -100,8 +100,16 @@ class StringCodes:
             self.arena = arena
 
 
+# A column of n rows starts with a table for n / EXPECTED_ROWS_PER_VALUE distinct values (at
+# least 65,536 and at most 2**24 slots' worth): each doubling on the way writes a new table,
+# and memory written for the first time is most of what coding costs (1-3 ms per MB here).
+# Slots never written cost nothing (the zeroed pages are mapped when first touched)
+EXPECTED_ROWS_PER_VALUE = 8
+
+
 def string_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     """Dense codes (int32, first-appearance order, -1 for no value) and their count."""
-    table = StringCodes(min(values.len(), 1 << 16))
+    n = values.len()
+    table = StringCodes(min(n, max(1 << 16, min(n // EXPECTED_ROWS_PER_VALUE, 1 << 23))))
     codes = table.add(values)
     return codes, len(table)
