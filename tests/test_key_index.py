@@ -77,19 +77,6 @@ def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts, top, nar
     assert array.tolist() == given_codes.tolist()
 
 
-@settings(max_examples=50, deadline=None)
-@given(n=st.integers(0, 300), parts=st.integers(1, 4))
-def test_take_on_threads_gathers_two_columns(n, parts):
-    from assay import radix
-
-    rng = np.random.default_rng(n)
-    a = rng.integers(-10**12, 10**12, n)
-    b = rng.integers(-5, 5, n).astype(np.int32)
-    order = rng.permutation(n).astype(np.int32)
-    got_a, got_b = radix.take(order, a, b, parts)
-    assert got_a.tolist() == a[order].tolist() and got_b.tolist() == b[order].tolist()
-
-
 def test_a_full_index_grows_only_if_it_was_looked_up(monkeypatch):
     monkeypatch.setattr(key_index, "MIN_ROWS", 1)
     monkeypatch.setattr(key_index, "MIN_SLOTS", 1)

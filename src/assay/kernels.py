@@ -350,8 +350,6 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
 
         combination_kernels.warm_up()
         view_kernels.warm_up()  # a batch run's codes of items and keys
-        small = one.astype(np.int32)
-        radix.take_into(small, one, small, one.copy(), small.copy(), 0, 1)
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)

@@ -72,13 +72,6 @@ def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True) -> tuple[np.n
     return kernels.group_by_code(codes.astype(np.int64, copy=False), n_codes)
 
 
-def take(order: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``a[order], b[order]``: two columns in a group order (on SORT_THREADS threads for many rows)."""
-    if order.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
-        return radix.take(order, a, b, SORT_THREADS)
-    return a[order], b[order]
-
-
 def _hashes(text: pl.Series) -> np.ndarray:
     return text.hash(seed=0).to_numpy()
 
