@@ -1,4 +1,4 @@
-"""Dense key codes: first-appearance order, empty values -1, exact even when hashes collide."""
+"""Dense key codes: first-appearance order, empty values -1, exact for any string."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ def test_codes_in_order_of_first_appearance(n: int) -> None:
     assert count == len({v for v in values if v is not None})
 
 
-def test_values_sharing_a_hash_get_codes_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys, "_hashes", lambda text: np.full(text.len(), 42, np.uint64))
-    values = [f"v{i % 7}" for i in range(500)] + [None]
+def test_long_and_short_strings_and_other_types():
+    """Strings past the 12 bytes an Arrow view holds inline, and numbers coded as their text."""
+    values = ["x" * 13, "x" * 12, None, "x" * 13, "é" * 7, "x" * 12] * 20
     codes, count = keys.dense_codes(pl.Series(values, dtype=pl.String))
-    assert codes.tolist() == expected(values) and count == 7
+    assert codes.tolist() == expected(values) and count == 3
+    codes, count = keys.dense_codes(pl.Series([5, 7, 5, None] * 30))
+    assert codes.tolist() == [0, 1, 0, -1] * 30 and count == 2

@@ -227,53 +227,6 @@ def aggregate_kernel(group_start, ts, ivals, fvals, codes, n_codes, is_new, prev
 
 
 @njit(cache=True, nogil=True)
-def dense_from_hashes(hashes: np.ndarray, valid: np.ndarray, n_distinct: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Dense codes 0..n-1 (in order of first appearance) from 64-bit hashes; -1 where not valid.
-
-    Also returns the row of each code's first appearance, so that the caller can verify
-    that every row's value equals its code's first value (no two values share a hash).
-    The table is sized from an estimate of the distinct values, not rows, to stay in
-    cache; if the estimate was too low, returns count -1 and the caller asks again.
-    """
-    n = hashes.shape[0]
-    cap = 16
-    while cap < 2 * n_distinct:
-        cap *= 2
-    limit = cap - cap // 4
-    mask = np.uint64(cap - 1)
-    # a slot's hash beside its code: one cache miss per probe, not two (10 M rows, 1 M keys:
-    # 0.32 -> 0.24 s)
-    slots = np.empty((cap, 2), np.int64)
-    slots[:, 1] = -1
-    codes = np.empty(n, np.int64)
-    first = np.empty(max(cap, 1), np.int64)
-    count = 0
-    for i in range(n):
-        if not valid[i]:
-            codes[i] = -1
-            continue
-        h = hashes[i]
-        hs = np.int64(h)
-        s = (h ^ (h >> np.uint64(29))) & mask
-        while True:
-            c = slots[s, 1]
-            if c < 0:
-                slots[s, 0] = hs
-                slots[s, 1] = count
-                if count >= limit:
-                    return codes, first[:0], -1
-                first[count] = i
-                codes[i] = count
-                count += 1
-                break
-            if slots[s, 0] == hs:
-                codes[i] = c
-                break
-            s = (s + np.uint64(1)) & mask
-    return codes, first[:count], count
-
-
-@njit(cache=True, nogil=True)
 def subset_groups(order: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Restrict a (code, canonical) order of all rows to the rows in ``mask``.
 
@@ -337,19 +290,20 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
     flag = np.ones(1, np.bool_)
-    dense_from_hashes(np.zeros(1, np.uint64), flag, 1)
     group_by_code(one, 1)
-    from . import radix  # large key columns are sorted on two threads
+    # codes of strings; large key columns are sorted on two threads
+    from . import radix, view_kernels
+
+    view_kernels.warm_up()
 
     for small in (one, one.astype(np.int32)):
         radix.digit_counts(small, 0, 1, 0)
         radix.scatter(small, small, small.copy(), small.copy(), 0, 1, 0, np.zeros(radix.DIGITS, np.int64),
                       True, True)
     if "combination" in kinds:
-        from . import combination_kernels, view_kernels
+        from . import combination_kernels
 
         combination_kernels.warm_up()
-        view_kernels.warm_up()  # a batch run's codes of items and keys
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)
