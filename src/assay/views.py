@@ -29,7 +29,8 @@ def _view_chunks(text: pl.Series):  # type: ignore[no-untyped-def]
         buffers = arr.buffers()
         words = np.frombuffer(buffers[1], np.uint64).reshape(-1, 2)[arr.offset:arr.offset + len(arr)]
         valid = np.ones(len(arr), np.bool_) if arr.null_count == 0 else chunk.is_not_null().to_numpy()
-        datas = [np.frombuffer(b, np.uint8) for b in buffers[2:] if b is not None]
+        # a view's buffer index counts every data buffer: an absent one stays in its place
+        datas = [np.frombuffer(b, np.uint8) if b is not None else np.zeros(0, np.uint8) for b in buffers[2:]]
         bases = np.zeros(max(len(datas), 1), np.int64)
         if datas:
             np.cumsum([d.size for d in datas[:-1]], out=bases[1:])
