@@ -97,10 +97,9 @@ class CombinationDetector(WindowedDetector):
             return empty_candidates()
         # only the alerts' rows and their evidence are read from the batch's columns
         wanted = np.concatenate([order[found], order[ev_rows]])
-        key = pl.col(self.key) if rows.schema[self.key] == pl.String else pl.col(self.key).cast(pl.String)
-        when = pl.col("ts") if rows.schema["ts"] == pl.Int64 else pl.col("ts").dt.epoch("us")
+        key, ts = self._key_and_ts(rows.schema)
         chunk = rows.select(pl.col(self.key, "ts", "event_id", "_seq").gather(pl.Series(wanted))).select(
-            key.alias("_key"), when.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
+            key.alias("_key"), ts.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
         return self._candidates(chunk, None, np.arange(found.size), combos, values.astype(np.float64), ev_ptr,
                                 np.arange(found.size, wanted.size), ev_total)
 

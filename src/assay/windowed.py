@@ -195,10 +195,9 @@ class WindowedDetector:
         if made is None:
             mask = self.relevance(rows)
             keep = [c for c in ("_file", "_row") if c in rows.columns]
-            ts = pl.col("ts").dt.epoch("us") if rows.schema["ts"] != pl.Int64 else pl.col("ts")
-            key = pl.col(self.key)
+            key, ts = self._key_and_ts(rows.schema)
             columns = [
-                (key if rows.schema[self.key] == pl.String else key.cast(pl.String)).alias("_key"),
+                key.alias("_key"),
                 ts.alias("_ts"),
                 pl.col("event_id").alias("_eid"),
                 pl.col("_seq"),
@@ -208,6 +207,13 @@ class WindowedDetector:
             ]
             made = self._selections[schema] = (mask, columns)
         return made
+
+    def _key_and_ts(self, schema: pl.Schema) -> tuple[pl.Expr, pl.Expr]:
+        """The key as text and ``ts`` as epoch microseconds, as retained rows and alert
+        candidates carry them (``_key``, ``_ts``)."""
+        key = pl.col(self.key) if schema[self.key] == pl.String else pl.col(self.key).cast(pl.String)
+        ts = pl.col("ts") if schema["ts"] == pl.Int64 else pl.col("ts").dt.epoch("us")
+        return key, ts
 
     # --- lifecycle -------------------------------------------------------
     def update(self, rows: pl.DataFrame, *, retain: bool = True, index: BatchIndex | None = None) -> pl.DataFrame:
