@@ -41,7 +41,7 @@ from ..scenarios import ScenarioFile
 from ..store import IngestReport, Store, ingest_alerts
 from .checkpointing import Captured, Checkpointing, NotCaptured
 from .intake import Message, dead_letter, prepare, read_message
-from .partitions import Partition, fetch_ready, in_order
+from .partitions import Partition, PullFeed, in_order
 from .publish import stream_name
 
 try:
@@ -166,7 +166,10 @@ class StreamWorker(Checkpointing):
             raise UsageError(f"stream {self.stream} holds no partition subjects yet; say which with --partitions")
         return found
 
-    async def _subscribe(self, js, part: Partition):  # type: ignore[no-untyped-def]
+    async def _subscribe(self, js, part: Partition, feed: PullFeed | None = None) -> PullFeed:  # type: ignore[no-untyped-def]
+        """A new durable consumer from the partition's next sequence, and a feed on it."""
+        if feed is not None:
+            await feed.close()
         durable = f"{self.consumer}-{part.number}"
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, durable)
@@ -178,7 +181,14 @@ class StreamWorker(Checkpointing):
                                     ack_policy=api.AckPolicy.ALL, ack_wait=600.0, max_ack_pending=1_000_000,
                                     **start)
         await js.add_consumer(self.stream, config)
-        return await js.pull_subscribe_bind(durable=durable, stream=self.stream)
+        return await PullFeed(js._nc, self.stream, durable, self._fetch_limit(part), prefix=js._prefix).start()
+
+    def _fetch_limit(self, part: Partition) -> int:
+        """Messages a partition's feed holds and asks for at most: a share of FETCH_BYTES."""
+        if not part.message_bytes:
+            return min(self.options.fetch, 16)  # sizes unknown yet: a few messages first
+        budget = FETCH_BYTES // max(len(self.parts), 1)
+        return max(1, min(self.options.fetch, int(budget / part.message_bytes)))
 
     # --- the loop ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerReport:
@@ -220,10 +230,10 @@ class StreamWorker(Checkpointing):
             # partitions take turns to checkpoint: a pause of the engine and a write at a time
             for i, part in enumerate(self.parts):
                 part.saved_at = time.monotonic() - self.options.checkpoint_seconds * i / len(self.parts)
-            subs = [await self._subscribe(js, p) for p in self.parts]
+            for part in self.parts:
+                part.feed = await self._subscribe(js, part)
             self.log(f"consumer {self.consumer}: partitions {numbers} of stream {self.stream}")
-            tasks = [asyncio.create_task(self._consume(js, part, sub, stop))
-                     for part, sub in zip(self.parts, subs, strict=True)]
+            tasks = [asyncio.create_task(self._consume(js, part, stop)) for part in self.parts]
             if self.options.idle_exit_seconds is not None:
                 tasks.append(asyncio.create_task(self._idle_watch(stop)))
             tasks.append(asyncio.create_task(self._sink(js, stop)))
@@ -262,17 +272,20 @@ class StreamWorker(Checkpointing):
                 return
             await asyncio.sleep(0.1)
 
-    async def _consume(self, js, part: Partition, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    async def _consume(self, js, part: Partition, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await self._consume_feed(js, part, stop)
+        finally:
+            if part.feed is not None:
+                await part.feed.close()
+
+    async def _consume_feed(self, js, part: Partition, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         while not stop.is_set():
             if part.connection != self.connection:
-                sub = await self._subscribe(js, part)
-            budget = FETCH_BYTES // max(len(self.parts), 1)
-            # sizes unknown yet: a few messages first
-            batch = min(self.options.fetch, 16) if not part.message_bytes else \
-                max(1, min(self.options.fetch, int(budget / part.message_bytes)))
-            msgs = await fetch_ready(sub, batch)
+                part.feed = await self._subscribe(js, part, part.feed)
+            msgs = await part.feed.take()
             if stop.is_set():
-                break  # what was just fetched is not acknowledged: a restart fetches it again
+                break  # what was just taken is not acknowledged: a restart fetches it again
             msgs, gap = in_order(part, msgs)
             if msgs:
                 self.last_activity = time.monotonic()
@@ -286,10 +299,11 @@ class StreamWorker(Checkpointing):
                 part.busy_at = now
                 size = sum(len(m.data) for m in msgs) / len(msgs)
                 part.message_bytes = size if not part.message_bytes else 0.8 * part.message_bytes + 0.2 * size
+                part.feed.limit = self._fetch_limit(part)
             if gap:  # a delivery never reached us (e.g. dropped as a slow consumer): start again after done_seq
                 self.log(f"partition {part.number}: a delivery was lost in transit; resuming after stream "
                          f"sequence {part.done_seq}")
-                sub = await self._subscribe(js, part)
+                part.feed = await self._subscribe(js, part, part.feed)
             # every --checkpoint-every while busy, and sooner (but not more than four times as
             # often) when the partition has caught up: its messages are acknowledged, and an
             # idle moment is the cheapest time to write its state
