@@ -40,10 +40,12 @@ def check_against_model(steps, horizon):
     for rows, advance, checkpoint in steps:
         # micro-batches in canonical order: each one's rows lie above the previous watermark
         placed = [(eid, now + dt) for eid, dt in rows]
+        seen_before = {eid: model[eid][0] for eid, _ in placed if eid in model}
         for eid, ts in placed:
             n, last = model.get(eid, (0, ts))
             model[eid] = (n + 1, max(last, ts))
-        state.add(batch_frame(placed))
+        earlier = state.add(batch_frame(placed))  # what the ids seen before had until now
+        assert dict(earlier.iter_rows()) == seen_before
         now += 6 + advance
         cutoff = now - horizon
         model = {k: v for k, v in model.items() if v[1] >= cutoff}

@@ -25,7 +25,7 @@ from .alerts import ALERT_SCHEMA, alert_ids, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
-from .retained import LANE_SHIFT, lane_base, lanes_of, runs
+from .retained import lane_base, lanes_of, runs
 from .scenarios import ScenarioFile
 from .snapshots import (
     Frame,
@@ -328,7 +328,7 @@ class Engine:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay")
             if not batch:  # this micro-batch's rows per event_id, counted beside the detectors
-                counting = self._pool.submit(self._event_counts, rows)
+                counting = self._pool.submit(self._count_events, rows)
             # the slowest last time first: two threads finish together (the pack of combinations
             # started last had kept one thread busy while the other idled)
             order = sorted(range(len(self.detectors)), key=lambda i: -self._took.get(id(self.detectors[i]), 0.0))
@@ -337,27 +337,24 @@ class Engine:
         else:
             results = [update(det) for det in self.detectors]
         found = list(zip(self.detectors, results, strict=True))
-        alerts = self._assemble(rows, found)  # trigger positions count earlier micro-batches' rows
-        if not batch:
-            self._add_event_counts(counting.result() if counting is not None else self._event_counts(rows))
-        return alerts
+        earlier = None if batch else counting.result() if counting is not None else self._count_events(rows)
+        return self._assemble(rows, found, earlier)
 
-    def _event_counts(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
-        """Rows and last ts per event_id of each partition in ``rows``."""
+    def _count_events(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
+        """Add this micro-batch's rows per event_id to each partition's counts; returns, per
+        partition, the rows its ids seen before had until this micro-batch (for positions).
+        Nothing else reads or writes the counts during a push: this runs beside the detectors."""
         if rows.height == 0:
             return []
         spans, _ = lanes_of(rows["_seq"].to_numpy())
         agg = (pl.len().cast(pl.Int64).alias("_n"), pl.col("ts").max().dt.epoch("us").alias("_last"))
         if len(spans) == 1:
-            return [(spans[0][0], rows.group_by("event_id").agg(*agg))]
-        # one sort for every partition; each partition's ids are then a slice
-        counts = rows.group_by(_LANE, "event_id").agg(*agg).sort("_lane")
-        return [(number, counts.slice(start, stop - start))
-                for number, start, stop in runs(counts["_lane"].to_numpy())]
-
-    def _add_event_counts(self, counts: list[tuple[int, pl.DataFrame]]) -> None:
-        for number, part in counts:
-            self.lane(number).event_rows.add(part)
+            parts = [(spans[0][0], rows.group_by("event_id").agg(*agg))]
+        else:  # one sort for every partition; each partition's ids are then a slice
+            counts = rows.group_by(_LANE, "event_id").agg(*agg).sort("_lane")
+            parts = [(number, counts.slice(start, stop - start))
+                     for number, start, stop in runs(counts["_lane"].to_numpy())]
+        return [(number, self.lane(number).event_rows.add(part)) for number, part in parts]
 
     def _scenario_table(self, det: Detector) -> pl.DataFrame:
         """A detector's scenarios' fields for its alerts (built once: a pack has a thousand)."""
@@ -373,7 +370,8 @@ class Engine:
             })
         return table
 
-    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]]) -> pl.DataFrame:
+    def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]],
+                  earlier: list[tuple[int, pl.DataFrame]] | None) -> pl.DataFrame:
         parts = []
         for det, cands in found:
             if cands.height == 0:
@@ -382,7 +380,7 @@ class Engine:
         if not parts:
             return empty_alerts()
         found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
-        positions = self._positions(rows, found_df)
+        positions = self._positions(rows, found_df, earlier or [])
         ids = alert_ids(self.purpose, found_df["_sid"], found_df["scenario_version"], found_df["key"],
                         found_df["trigger_event_id"], positions)
         return found_df.select(
@@ -395,8 +393,9 @@ class Engine:
             (pl.col("_total") > MAX_EVIDENCE).alias("evidence_truncated"),
         ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
 
-    def _positions(self, rows: pl.DataFrame, found: pl.DataFrame) -> pl.Series:
-        """Position of each trigger row among the rows sharing its event_id, in canonical order."""
+    def _positions(self, rows: pl.DataFrame, found: pl.DataFrame, earlier: list[tuple[int, pl.DataFrame]]) -> pl.Series:
+        """Position of each trigger row among the rows sharing its event_id, in canonical order
+        (``earlier``: per partition, the rows its ids had before this micro-batch)."""
         triggers = found["trigger_event_id"].unique()
         wanted = triggers.implode()
         if self._all_ids is not None:
@@ -406,16 +405,9 @@ class Engine:
         # numbered within the partition (docs/streaming.md)
         same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
             pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
-        # each partition with alerts looks up its own triggers' earlier rows
-        alert_lanes = found["_seq"].to_numpy() >> LANE_SHIFT
-        earlier = []
-        for number in np.unique(alert_lanes).tolist():
-            lane = self.lanes.get(number)
-            if lane is not None and lane.event_rows:
-                mine = found["trigger_event_id"].filter(pl.Series(alert_lanes == number)).unique()
-                earlier.append(lane.event_rows.counts(mine).with_columns(pl.lit(number, pl.Int64).alias("_lane")))
-        if earlier:
-            same = same.join(pl.concat(earlier).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
+        before = [part.with_columns(pl.lit(number, pl.Int64).alias("_lane")) for number, part in earlier if part.height]
+        if before:
+            same = same.join(pl.concat(before).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
         pos = found.select("_seq").join(same.select("_seq", "_p"), on="_seq", how="left", maintain_order="left")
         return pos["_p"].cast(pl.Int64)

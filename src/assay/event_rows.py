@@ -78,14 +78,15 @@ class EventRows:
         self.tracking = False
         self.log: list[pl.DataFrame | int] = []
 
-    def add(self, counts: pl.DataFrame) -> None:
-        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``."""
+    def add(self, counts: pl.DataFrame) -> pl.DataFrame:
+        """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``. Returns
+        the rows those of its ids seen before had until now (``counts`` of them, as it was)."""
         if counts.height == 0:
-            return
+            return pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64})
         if self.tracking:
             self.log.append(counts.select(pl.col("event_id").alias("_eid"), "_n", "_last"))
-        self._add(counts["event_id"], counts["_n"].to_numpy().astype(np.int64),
-                  counts["_last"].to_numpy().astype(np.int64))
+        return self._add(counts["event_id"], counts["_n"].to_numpy().astype(np.int64),
+                         counts["_last"].to_numpy().astype(np.int64))
 
     def expire(self, cutoff_us: int) -> None:
         """Forget the ids whose last row is older than ``cutoff_us``."""
@@ -173,21 +174,26 @@ class EventRows:
     def _full(self) -> pl.DataFrame:
         return _full(self.runs, self.cutoff)
 
-    def _add(self, ids: pl.Series, n: np.ndarray, last: np.ndarray) -> None:
+    def _add(self, ids: pl.Series, n: np.ndarray, last: np.ndarray) -> pl.DataFrame:
         hashes = _hash(ids)
         order = np.argsort(hashes, kind="stable")
         hashes, ids, n, last = hashes[order], ids.gather(order).rechunk(), n[order], last[order]
+        before = np.zeros(n.size, np.int64)
         for run, pos in self._live(ids, hashes):  # ids seen before: few
             hit = pos >= 0
             if hit.any():
-                n[hit] += run.n[pos[hit]]
+                before[hit] += run.n[pos[hit]]
                 last[hit] = np.maximum(last[hit], run.last[pos[hit]])
                 run.last[pos[hit]] = DEAD
-        self.runs.append(_Run(hashes, ids, n, last, int(last.max())))
+        seen = before > 0
+        earlier = pl.DataFrame({"_eid": ids.filter(pl.Series(seen)) if seen.any() else ids.clear(),
+                                "_n": before[seen]}, schema={"_eid": pl.String, "_n": pl.Int64})
+        self.runs.append(_Run(hashes, ids, n + before, last, int(last.max())))
         while len(self.runs) > 1 and self.runs[-2].ids.len() <= 2 * self.runs[-1].ids.len() \
                 and self.runs[-2].ids.len() + self.runs[-1].ids.len() <= MAX_MERGED:
             b, a = self.runs.pop(), self.runs.pop()
             self.runs.append(self._merge(a, b))
+        return earlier
 
     def _merge(self, a: _Run, b: _Run) -> _Run:
         order = kernels.merge_order(a.hashes, a.last, b.hashes, b.last, self.cutoff)
