@@ -121,3 +121,19 @@ def test_empty_text_is_no_value_on_the_fast_path(tmp_path):
     assert fast.events["item"].null_count() == 0  # only relevant rows are read
     spec = COMBOS.replace('where: "amount > 50"', "where: \"channel != 'web'\"")
     assert assay.run(spec, path).equals(assay.run(spec, rows))
+
+
+def test_the_footer_tells_which_text_columns_hold_no_empty_value(tmp_path):
+    """Those skip the pass that turns empty values into no value; one empty value in any row
+    group keeps it (and the fast path still gives what the ordinary reader gives)."""
+    from assay.pushdown import _clean_footer
+
+    path = tmp_path / "e.parquet"
+    rows = frame().with_columns(pl.Series("channel", ["web", "web", "app", "app", "", "app"]),
+                                pl.Series("note", ["x", None, "y", "z", "x", "y"]))
+    rows.write_parquet(path, row_group_size=2)
+    _, n, never_empty = _clean_footer(path, {})
+    assert n == 6
+    assert "channel" not in never_empty and "note" in never_empty and "item" in never_empty
+    spec = COMBOS.replace('where: "amount > 50"', "where: \"channel != 'app'\"")
+    assert assay.run(spec, path).equals(assay.run(spec, rows))

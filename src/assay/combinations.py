@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
+from . import keys as key_grouping
 from .keys import BatchIndex, group_rows
 from .lazy import LazyModule
 from .scenarios import Scenario
@@ -20,6 +21,7 @@ from .windowed import MAX_EVIDENCE, WindowedDetector, empty_candidates
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
 combination_kernels = LazyModule("assay.combination_kernels")
+radix = LazyModule("assay.radix")
 
 
 class CombinationDetector(WindowedDetector):
@@ -75,18 +77,28 @@ class CombinationDetector(WindowedDetector):
                 items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
             return items
 
-        # items on a thread of their own while the keys are coded (the kernels release the GIL)
+        def beside_the_keys() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+            """What needs no key codes, on a thread of its own while they are made (the
+            kernels and Polars release the GIL): item codes, times, and the grouping's
+            buffers written once (memory first touched costs; see ``radix.scratch``)."""
+            items = item_codes()
+            ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
+            # as many codes as a 2-pass sort takes: more keys than that allocate their own
+            buffers = radix.scratch(rows.height, min(rows.height + 1, 1 << 2 * radix.DIGIT_BITS)) \
+                if rows.height >= key_grouping.PARALLEL_SORT_ROWS and key_grouping.SORT_THREADS > 1 else []
+            return items, ts, buffers
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
-            coding = pool.submit(item_codes)
+            coding = pool.submit(beside_the_keys)
             keys, n_keys = index.cached(f"views:{self.key}", lambda: string_codes(rows[self.key]))
-            items = coding.result()
+            items, ts, buffers = coding.result()
         used = (items >= 0) & (keys >= 0)
         # rows without an item of the pack or a key: a group of their own past the keys', cut off
         codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
-        order, group_start = group_rows(codes, n_keys + 1, wide=False)
+        order, group_start = group_rows(codes, n_keys + 1, wide=False, buffers=buffers)
+        del buffers
         group_start = group_start[:n_keys + 1]
         order = order[:group_start[-1]]
-        ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
         parts = KERNEL_THREADS if order.shape[0] >= SPLIT_ROWS else 1
         nothing_held = np.zeros(n_keys + 1, np.int64)
         (found, combos, values, ev_ptr, ev_rows, ev_total, _, _) = combination_kernels.run_combination_kernel_split(

@@ -46,12 +46,14 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     return codes32.astype(np.int64), n
 
 
-def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True,
+               buffers: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stable sort of rows by dense code: (order, group_start), one group per code; on
     SORT_THREADS threads for a large column. ``wide``: the order as int64 (else it may be
-    int32, half the memory, for NumPy's indexing only)."""
+    int32, half the memory, for NumPy's indexing only). ``buffers``: ``radix.scratch``'s,
+    for a large column."""
     if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
-        return radix.group_by_code(codes, n_codes, SORT_THREADS, wide)
+        return radix.group_by_code(codes, n_codes, SORT_THREADS, wide, buffers)
     return kernels.group_by_code(codes.astype(np.int64, copy=False), n_codes)
 
 

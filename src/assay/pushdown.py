@@ -47,9 +47,10 @@ def eligible(path: Path, mapping: Mapping[str, str]) -> bool:
     return _clean_footer(path, mapping) is not None
 
 
-def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, int] | None:
-    """(schema, row count) from the file's footer, read once, when its statistics prove the
-    required columns clean; None when the fast path does not apply."""
+def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, int, set[str]] | None:
+    """(schema, row count, text columns no row group holds an empty value of) from the
+    file's footer, read once, when its statistics prove the required columns clean; None
+    when the fast path does not apply."""
     if not path.name.lower().endswith((".parquet", ".pq")):
         return None
     try:
@@ -75,7 +76,20 @@ def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, in
             # an empty string sorts first: a minimum of "" means an empty required value
             if dtype == pl.String and (not stats.has_min_max or stats.min in ("", None)):
                 return None
-    return pl.Schema(schema), meta.num_rows
+    return pl.Schema(schema), meta.num_rows, _never_empty(meta, names, schema)
+
+
+def _never_empty(meta: pq.FileMetaData, names: list[str], schema: dict[str, pl.DataType]) -> set[str]:
+    """Text columns whose every row group's minimum is a non-empty string (an empty string
+    sorts first): they need no pass turning empty values into no value."""
+    out = set()
+    for col, name in enumerate(names):
+        if schema.get(name) != pl.String:
+            continue
+        groups = (meta.row_group(g).column(col).statistics for g in range(meta.num_row_groups))
+        if all(stats is not None and stats.has_min_max and stats.min not in ("", None) for stats in groups):
+            out.add(name)
+    return out
 
 
 def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
@@ -89,7 +103,7 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
     frames, ids = [], []
     offset = 0
     for path, footer in zip(paths, footers, strict=True):
-        schema, n_rows = footer  # type: ignore[misc]
+        schema, n_rows, never_empty = footer  # type: ignore[misc]
         if "alert_id" in schema:
             return None  # let the ordinary reader refuse it with its message
         cols = [c for c in schema if c in wanted]
@@ -125,7 +139,8 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         relevant = scan.with_columns(ts_expr.alias("ts"), *numbers).filter(expr).select(
             *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns],
             seq).collect()
-        empty = [c for c in texts if bool((relevant[c].str.len_bytes() == 0).any())]
+        empty = [c for c in texts if mapping.get(c, c) not in never_empty
+                 and bool((relevant[c].str.len_bytes() == 0).any())]
         if empty:
             relevant = relevant.with_columns(
                 pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in empty).filter(expr)
