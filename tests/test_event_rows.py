@@ -140,3 +140,22 @@ def test_a_delta_capture_is_what_happened_until_taken():
     state.add(pl.DataFrame({"event_id": ["c"], "_n": [1], "_last": [9]}))  # after: in the next delta
     assert resolve(taken).rows() == [("a", 1, 5, 0, None), ("b", 1, 6, 0, None), (None, None, None, 1, 4)]
     assert resolve(state.capture(delta=True))["_eid"].to_list() == ["c"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(run=st.lists(st.integers(0, 2**64 - 1), max_size=300), extra=st.lists(st.integers(0, 2**64 - 1), max_size=50),
+       dead=st.sets(st.integers(0, 299)))
+def test_a_run_finds_its_live_hashes_through_its_bloom_filter(run, extra, dead):
+    """Every hash of the run is let through by its filter and found (the first live entry,
+    duplicates flagged); a hash not in the run is not found, filtered or not."""
+    import numpy as np
+
+    from assay import event_rows_kernels as k
+
+    hashes = np.sort(np.array(run, np.uint64))
+    last = np.array([-1 if i in dead else 5 for i in range(hashes.size)], np.int64)
+    queries = np.unique(np.array(run + extra, np.uint64))
+    pos, shared = k.find(hashes, last, queries, 0, k.bloom_of(hashes))
+    for q, p, s in zip(queries.tolist(), pos.tolist(), shared.tolist(), strict=True):
+        live = [i for i in range(hashes.size) if hashes[i] == q and last[i] >= 0]
+        assert p == (live[0] if live else -1) and s == (len(live) > 1)

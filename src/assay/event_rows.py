@@ -14,6 +14,8 @@ kernels = LazyModule("assay.event_rows_kernels")
 
 EVENT_ROWS_SCHEMA = {"_eid": pl.String, "_n": pl.Int64, "_last": pl.Int64}
 DELTA_SCHEMA = {**EVENT_ROWS_SCHEMA, "_step": pl.Int32, "_cutoff": pl.Int64}
+EARLIER_SCHEMA = {"_eid": pl.String, "_n": pl.Int64}
+NONE_EARLIER = pl.DataFrame(schema=EARLIER_SCHEMA)  # what ``add`` returns when no id was seen before
 # the last-row time of an entry that a later run holds anew: below every cutoff
 DEAD = np.iinfo(np.int64).min
 NO_CUTOFF = DEAD + 1
@@ -33,6 +35,7 @@ class _Run:
     n: np.ndarray
     last: np.ndarray
     newest: int
+    bloom: np.ndarray  # ``kernels.bloom_of(hashes)``
 
 
 def _full(runs: list[_Run], cutoff: int) -> pl.DataFrame:
@@ -82,7 +85,7 @@ class EventRows:
         """``counts``: one row per event_id of a micro-batch: ``event_id, _n, _last``. Returns
         the rows those of its ids seen before had until now (``counts`` of them, as it was)."""
         if counts.height == 0:
-            return pl.DataFrame(schema={"_eid": pl.String, "_n": pl.Int64})
+            return NONE_EARLIER
         if self.tracking:
             self.log.append(counts.select(pl.col("event_id").alias("_eid"), "_n", "_last"))
         return self._add(counts["event_id"], counts["_n"].to_numpy().astype(np.int64),
@@ -131,7 +134,7 @@ class EventRows:
         else:
             # ids, counts and hashes of a run never change; its last-row times do (an id seen
             # again is marked dead), and the list of runs does
-            runs = [_Run(r.hashes, r.ids, r.n, r.last.copy(), r.newest) for r in self.runs]
+            runs = [_Run(r.hashes, r.ids, r.n, r.last.copy(), r.newest, r.bloom) for r in self.runs]
             cutoff = self.cutoff
             out = Deferred(lambda: _full(runs, cutoff), sum(r.hashes.size for r in runs) * 40)
         self.tracking = True
@@ -185,10 +188,10 @@ class EventRows:
                 before[hit] += run.n[pos[hit]]
                 last[hit] = np.maximum(last[hit], run.last[pos[hit]])
                 run.last[pos[hit]] = DEAD
-        seen = before > 0
-        earlier = pl.DataFrame({"_eid": ids.filter(pl.Series(seen)) if seen.any() else ids.clear(),
-                                "_n": before[seen]}, schema={"_eid": pl.String, "_n": pl.Int64})
-        self.runs.append(_Run(hashes, ids, n + before, last, int(last.max())))
+        seen = np.flatnonzero(before)
+        earlier = pl.DataFrame({"_eid": ids.gather(seen), "_n": before[seen]}, schema=EARLIER_SCHEMA) \
+            if seen.size else NONE_EARLIER
+        self.runs.append(_Run(hashes, ids, n + before, last, int(last.max()), kernels.bloom_of(hashes)))
         while len(self.runs) > 1 and self.runs[-2].ids.len() <= 2 * self.runs[-1].ids.len() \
                 and self.runs[-2].ids.len() + self.runs[-1].ids.len() <= MAX_MERGED:
             b, a = self.runs.pop(), self.runs.pop()
@@ -198,15 +201,16 @@ class EventRows:
     def _merge(self, a: _Run, b: _Run) -> _Run:
         order = kernels.merge_order(a.hashes, a.last, b.hashes, b.last, self.cutoff)
         last = np.concatenate([a.last, b.last])[order]
-        return _Run(np.concatenate([a.hashes, b.hashes])[order], pl.concat([a.ids, b.ids]).gather(order).rechunk(),
-                    np.concatenate([a.n, b.n])[order], last, int(last.max()) if last.size else DEAD)
+        hashes = np.concatenate([a.hashes, b.hashes])[order]
+        return _Run(hashes, pl.concat([a.ids, b.ids]).gather(order).rechunk(), np.concatenate([a.n, b.n])[order],
+                    last, int(last.max()) if last.size else DEAD, kernels.bloom_of(hashes))
 
     def _live(self, ids: pl.Series, hashes: np.ndarray) -> list[tuple[_Run, np.ndarray]]:
         """For each run, the position in it of each id's live entry, or -1 (``hashes``: of
         ``ids``, ascending)."""
         out = []
         for run in self.runs:
-            pos, shared = kernels.find(run.hashes, run.last, hashes, self.cutoff)
+            pos, shared = kernels.find(run.hashes, run.last, hashes, self.cutoff, run.bloom)
             hit = np.flatnonzero(pos >= 0)
             if hit.size:
                 other = ~(run.ids.gather(pos[hit]) == ids.gather(hit)).to_numpy()
