@@ -85,7 +85,8 @@ class PullFeed:
         return out
 
     async def _arrive(self, msg) -> None:  # type: ignore[no-untyped-def]
-        status = msg.headers.get("Status") if msg.headers and not msg.data else None
+        # the server's word on the request (no reply subject: not a stream message to ack)
+        status = msg.headers.get("Status") if msg.headers and not msg.reply else None
         if status is None:
             self.kept.append(msg)
             self.arrived.set()

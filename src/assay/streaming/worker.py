@@ -139,6 +139,7 @@ class StreamWorker(Checkpointing):
         self.capture_requests: list[tuple[Partition, asyncio.Future]] = []  # checkpoints waiting for the engine
         self.publishing: asyncio.Future | None = None  # the latest micro-batch's publish (each waits for the one before)
         self.parts: list[Partition] = []
+        self.nc = None  # the NATS connection, while running
         self.last_activity = time.monotonic()
         self.pushed_at = 0.0
         self.needed = set().union(*(s.columns() for s in scenarios.scenarios))
@@ -181,7 +182,7 @@ class StreamWorker(Checkpointing):
                                     ack_policy=api.AckPolicy.ALL, ack_wait=600.0, max_ack_pending=1_000_000,
                                     **start)
         await js.add_consumer(self.stream, config)
-        return await PullFeed(js._nc, self.stream, durable, self._fetch_limit(part), prefix=js._prefix).start()
+        return await PullFeed(self.nc, self.stream, durable, self._fetch_limit(part)).start()
 
     def _fetch_limit(self, part: Partition) -> int:
         """Messages a partition's feed holds and asks for at most: a share of FETCH_BYTES."""
@@ -202,8 +203,8 @@ class StreamWorker(Checkpointing):
             # nats-py's own handler logs each failed reconnect attempt with its traceback
             self.log(f"NATS connection: {type(exc).__name__}: {exc or 'connection lost'}; reconnecting")
 
-        nc = await nats.connect(self.options.url, max_reconnect_attempts=-1, reconnected_cb=reconnected,
-                                error_cb=connection_error)
+        nc = self.nc = await nats.connect(self.options.url, max_reconnect_attempts=-1, reconnected_cb=reconnected,
+                                          error_cb=connection_error)
         try:
             js = nc.jetstream()
             try:
