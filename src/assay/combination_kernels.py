@@ -256,7 +256,9 @@ def warm_up() -> None:
     """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
-    for order in (None, np.zeros(1, np.int32)):  # a stream's rows in key order; a batch's through an order
+    # a stream's rows in key order; a batch's through an order (int32 from the radix sort of
+    # a large batch, int64 from the one-thread sort of a small one, e.g. a selective scan's)
+    for order in (None, np.zeros(1, np.int32), np.zeros(1, np.int64)):
         run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),
                                      one, np.array([0, 1]), one, one, np.ones(1, np.int64), two,
                                      np.zeros(0, np.int64), 10, 1, order)
