@@ -72,6 +72,7 @@ def test_gathers_equal_plain_positions_whatever_the_chunks(steps, picks, segment
             kept.expire(cutoff)
             plain = [t for t in plain if t >= cutoff]
             assert kept.rows["_ts"].to_list() == plain and kept.height == len(plain)
+            assert kept.first_ts == (plain[0] if plain else None)  # when the next cut is due
             assert all(s.n_chunks() == 1 and s.height for s in kept.segments)
             if plain:
                 # a key's positions come in order, keys' interleaved: ascending, then descending
