@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from . import keys as key_grouping
-from .keys import BatchIndex, group_rows
+from .keys import BatchIndex, group_buffers, group_rows
 from .lazy import LazyModule
 from .scenarios import Scenario
 from .sorted_view import epoch_us
@@ -21,7 +20,6 @@ from .windowed import MAX_EVIDENCE, WindowedDetector, empty_candidates
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
 combination_kernels = LazyModule("assay.combination_kernels")
-radix = LazyModule("assay.radix")
 
 
 class CombinationDetector(WindowedDetector):
@@ -83,9 +81,8 @@ class CombinationDetector(WindowedDetector):
             buffers written once (memory first touched costs; see ``radix.scratch``)."""
             items = item_codes()
             ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
-            # as many codes as a 2-pass sort takes: more keys than that allocate their own
-            buffers = radix.scratch(rows.height, min(rows.height + 1, 1 << 2 * radix.DIGIT_BITS)) \
-                if rows.height >= key_grouping.PARALLEL_SORT_ROWS and key_grouping.SORT_THREADS > 1 else []
+            # as many codes as a 2-pass radix sort takes (4 M): more keys allocate the rest
+            buffers = group_buffers(rows.height, min(rows.height + 1, 1 << 22))
             return items, ts, buffers
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:

@@ -46,12 +46,20 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     return codes32.astype(np.int64), n
 
 
+def group_buffers(n_rows: int, n_codes: int) -> list[np.ndarray]:
+    """What ``group_rows`` of ``n_rows`` rows and up to ``n_codes`` codes writes, written once
+    (``radix.scratch``): a thread that would otherwise wait can fault the pages in. Empty when
+    such a sort runs on one thread (it allocates its own)."""
+    if n_rows >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
+        return radix.scratch(n_rows, n_codes)
+    return []
+
+
 def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True,
                buffers: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stable sort of rows by dense code: (order, group_start), one group per code; on
     SORT_THREADS threads for a large column. ``wide``: the order as int64 (else it may be
-    int32, half the memory, for NumPy's indexing only). ``buffers``: ``radix.scratch``'s,
-    for a large column."""
+    int32, half the memory, for NumPy's indexing only). ``buffers``: what ``group_buffers`` gave."""
     if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
         return radix.group_by_code(codes, n_codes, SORT_THREADS, wide, buffers)
     return kernels.group_by_code(codes.astype(np.int64, copy=False), n_codes)
