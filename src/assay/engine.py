@@ -25,7 +25,7 @@ from .alerts import ALERT_SCHEMA, alert_ids, empty_alerts
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
-from .retained import lane_base, lanes_of, runs
+from .retained import lane_base, lanes_of, runs, stack
 from .scenarios import ScenarioFile
 from .snapshots import (
     Frame,
@@ -48,7 +48,7 @@ def _partition_after_partition(ready: list[tuple[int, pl.DataFrame]]) -> pl.Data
     if len(parts) <= 1:
         return parts[0] if parts else None
     same = all(r.schema == parts[0].schema for r in parts)
-    return pl.concat(parts) if same else pl.concat(parts, how="diagonal_relaxed")
+    return stack(parts) if same else pl.concat(parts, how="diagonal_relaxed")
 
 
 def _no_late(batches: Mapping[int, pl.DataFrame]) -> pl.DataFrame:

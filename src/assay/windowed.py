@@ -262,7 +262,7 @@ class WindowedDetector:
                                                             stop - start, start, INDEX_RATIO)))
             old = rows_of_keys(found, fresh["_key"]) if found else None
             n_old = old.height if old is not None else 0
-            chunk = pl.concat([old, fresh]) if n_old else fresh
+            chunk = old.vstack(fresh) if n_old else fresh
             dense, n_keys = dense_codes(chunk["_key"])
             order, group_start = kernels.group_by_code(dense, n_keys)
             view = SortedView(chunk, order)
