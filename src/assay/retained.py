@@ -81,7 +81,7 @@ def rows_of_keys(found: list[tuple[Retained, tuple[np.ndarray, np.ndarray] | Non
         # A row with the key of the fresh row whose hash found it is wanted; one with another
         # key came by a hash collision (rare with 64-bit hashes), and is wanted if another
         # fresh row has its key
-        same = picked["_key"] == keys.gather(np.concatenate([which for _, which in gathered]))
+        same = picked["_key"] == keys[np.concatenate([which for _, which in gathered])]
         parts.append(picked if bool(same.all()) else picked.filter(pl.col("_key").is_in(keys.unique().implode())))
     scanned = [kept.rows for kept, pos in found if pos is None]
     if scanned:

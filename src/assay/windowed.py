@@ -269,7 +269,7 @@ class WindowedDetector:
         is_new = np.zeros(chunk.height, np.bool_)
         is_new[n_old:] = True
         last_rows = order[group_start[1:] - 1]  # a group's last row is fresh (its ts is the latest)
-        group_keys = chunk["_key"].gather(last_rows)
+        group_keys = chunk["_key"][last_rows]
         if len(runs) == 1:
             self._group_lanes = runs[0][0]
         else:
@@ -357,7 +357,7 @@ class WindowedDetector:
         lengths = np.diff(ev_ptr)
         evidence = pl.DataFrame({
             "_a": np.repeat(np.arange(rows.size, dtype=np.int64), lengths),
-            "_e": chunk["_eid"].gather(order[ev_rows] if order is not None else ev_rows),
+            "_e": chunk["_eid"][order[ev_rows] if order is not None else ev_rows],
         }).group_by("_a", maintain_order=True).agg("_e")
         if evidence.height != rows.size:  # every alert's evidence holds at least its trigger row
             raise AssertionError("alert without evidence")
