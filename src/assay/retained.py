@@ -194,33 +194,19 @@ class Retained:
         window); cutting every few micro-batches instead of every one saves its fixed cost."""
         if self.first_ts is None or self.first_ts >= cutoff_us - slack_us:
             return
-        # part by part from the oldest: the cut is nearly always in the first (no concat of
-        # every part to search them as one)
+        # segment by segment from the oldest: the cut is nearly always in the first (no concat
+        # of every part to search them as one)
         drop = 0
-        parts = self._parts()
-        while parts:
-            ts = parts[0]["_ts"]
-            if ts.len() and ts[-1] < cutoff_us:
-                drop += ts.len()
-                parts.pop(0)
-                continue
-            left = int(ts.search_sorted(cutoff_us, side="left"))
-            drop += left
-            break
-        else:
-            left = 0
-        kept_segments = len(parts) - (1 if self.tail.height else 0)  # segments left, the first cut by ``left``
-        if kept_segments > 0:
-            self.segments = self.segments[len(self.segments) - kept_segments:]
+        while self.segments and self.segments[0]["_ts"][-1] < cutoff_us:
+            drop += self.segments.pop(0).height
+        if self.segments:
+            left = int(self.segments[0]["_ts"].search_sorted(cutoff_us, side="left"))
             self.segments[0] = self.segments[0].slice(left)
         else:
-            self.segments = []
-            self.tail = self.tail.slice(left) if parts else self.empty
-            if self.tail.height:
-                self.rows = self.tail  # the tail becomes a segment of its own
-        self.cut += drop
-        first = self.segments[0] if self.segments else None
-        self.first_ts = first["_ts"][0] if first is not None and first.height else None
+            left = int(self.tail["_ts"].search_sorted(cutoff_us, side="left"))
+            self.rows = self.tail.slice(left)  # what is left of the tail becomes a segment
+        self.cut += drop + left
+        self.first_ts = self.segments[0]["_ts"][0] if self.segments else None
 
     def capture(self, delta: bool) -> tuple[dict[str, int], pl.DataFrame]:
         """(positions, rows): every row, or (``delta``) those appended since the last capture."""
