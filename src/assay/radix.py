@@ -58,7 +58,10 @@ def scratch(n: int, n_codes: int) -> list[np.ndarray]:
     per MB here, and a thread that would otherwise idle can pay it before the sort (which
     then only overwrites them)."""
     dtype, shifts = _plan(n, n_codes)
-    count = 2 + min(len(shifts) - 1, 2) if len(shifts) > 1 else 1
+    passes = len(shifts)
+    # the order: written by each pass while the one before is read (two buffers in turn, one
+    # for a single pass); the keys: written by every pass but the last, the same way
+    count = min(passes, 2) + min(passes - 1, 2)
     buffers = [np.empty(n, dtype) for _ in range(count)]
     for b in buffers:
         b.fill(0)
@@ -99,8 +102,14 @@ def group_by_code(codes: np.ndarray, n_codes: int, parts: int = 2, wide: bool = 
                 spare.append(order)  # read by this pass, free for the one after
             order = order_out
             if not last:
-                # the next pass reads this one's keys and writes into the buffer it read
-                keys, keys_out = keys_out, (keys if not first else (new() if step + 2 < len(shifts) else keys_out[:0]))
+                # the next pass reads this one's keys; unless it is the last, it writes its own
+                # into the buffer this one read (a new one after the first: those are the codes)
+                written = keys_out
+                if step + 1 == len(shifts) - 1:
+                    keys_out = np.empty(0, dtype)
+                else:
+                    keys_out = new() if first else keys
+                keys = written
     group_start = np.zeros(n_codes + 1, np.int64)
     np.cumsum(np.bincount(codes, minlength=n_codes), out=group_start[1:])
     return (order.astype(np.int64, copy=False) if wide else order), group_start
