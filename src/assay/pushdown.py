@@ -59,6 +59,7 @@ def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, in
     except Exception:  # noqa: BLE001 - any unreadable footer: take the ordinary path
         return None
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    never_empty = _never_empty(meta, names, schema)
     for canonical in REQUIRED:
         source = mapping.get(canonical, canonical)
         if source not in names or source not in schema:
@@ -73,10 +74,9 @@ def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, in
             stats = meta.row_group(g).column(col).statistics
             if stats is None or not stats.has_null_count or stats.null_count:
                 return None
-            # an empty string sorts first: a minimum of "" means an empty required value
-            if dtype == pl.String and (not stats.has_min_max or stats.min in ("", None)):
-                return None
-    return pl.Schema(schema), meta.num_rows, _never_empty(meta, names, schema)
+        if dtype == pl.String and source not in never_empty:
+            return None  # a row group may hold an empty required value
+    return pl.Schema(schema), meta.num_rows, never_empty
 
 
 def _never_empty(meta: pq.FileMetaData, names: list[str], schema: dict[str, pl.DataType]) -> set[str]:
