@@ -167,10 +167,12 @@ class StreamWorker(Checkpointing):
             raise UsageError(f"stream {self.stream} holds no partition subjects yet; say which with --partitions")
         return found
 
-    async def _subscribe(self, js, part: Partition, feed: PullFeed | None = None) -> PullFeed:  # type: ignore[no-untyped-def]
-        """A new durable consumer from the partition's next sequence, and a feed on it."""
-        if feed is not None:
-            await feed.close()
+    async def _subscribe(self, js, part: Partition) -> None:  # type: ignore[no-untyped-def]
+        """A new durable consumer from the partition's next sequence, and ``part.feed`` on it
+        (the old feed closed)."""
+        if part.feed is not None:
+            await part.feed.close()
+            part.feed = None
         durable = f"{self.consumer}-{part.number}"
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, durable)
@@ -182,7 +184,7 @@ class StreamWorker(Checkpointing):
                                     ack_policy=api.AckPolicy.ALL, ack_wait=600.0, max_ack_pending=1_000_000,
                                     **start)
         await js.add_consumer(self.stream, config)
-        return await PullFeed(self.nc, self.stream, durable, self._fetch_limit(part)).start()
+        part.feed = await PullFeed(self.nc, self.stream, durable, self._fetch_limit(part)).start()
 
     def _fetch_limit(self, part: Partition) -> int:
         """Messages a partition's feed holds and asks for at most: a share of FETCH_BYTES."""
@@ -232,7 +234,7 @@ class StreamWorker(Checkpointing):
             for i, part in enumerate(self.parts):
                 part.saved_at = time.monotonic() - self.options.checkpoint_seconds * i / len(self.parts)
             for part in self.parts:
-                part.feed = await self._subscribe(js, part)
+                await self._subscribe(js, part)
             self.log(f"consumer {self.consumer}: partitions {numbers} of stream {self.stream}")
             tasks = [asyncio.create_task(self._consume(js, part, stop)) for part in self.parts]
             if self.options.idle_exit_seconds is not None:
@@ -283,7 +285,7 @@ class StreamWorker(Checkpointing):
     async def _consume_feed(self, js, part: Partition, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
         while not stop.is_set():
             if part.connection != self.connection:
-                part.feed = await self._subscribe(js, part, part.feed)
+                await self._subscribe(js, part)
             msgs = await part.feed.take()
             if stop.is_set():
                 break  # what was just taken is not acknowledged: a restart fetches it again
@@ -304,7 +306,7 @@ class StreamWorker(Checkpointing):
             if gap:  # a delivery never reached us (e.g. dropped as a slow consumer): start again after done_seq
                 self.log(f"partition {part.number}: a delivery was lost in transit; resuming after stream "
                          f"sequence {part.done_seq}")
-                part.feed = await self._subscribe(js, part, part.feed)
+                await self._subscribe(js, part)
             # every --checkpoint-every while busy, and sooner (but not more than four times as
             # often) when the partition has caught up: its messages are acknowledged, and an
             # idle moment is the cheapest time to write its state
