@@ -337,7 +337,10 @@ class Engine:
         else:
             results = [update(det) for det in self.detectors]
         found = list(zip(self.detectors, results, strict=True))
-        earlier = None if batch else counting.result() if counting is not None else self._count_events(rows)
+        if batch:
+            earlier = []  # no counts kept: a batch has every row at hand
+        else:
+            earlier = counting.result() if counting is not None else self._count_events(rows)
         return self._assemble(rows, found, earlier)
 
     def _count_events(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
@@ -371,7 +374,7 @@ class Engine:
         return table
 
     def _assemble(self, rows: pl.DataFrame, found: list[tuple[Detector, pl.DataFrame]],
-                  earlier: list[tuple[int, pl.DataFrame]] | None) -> pl.DataFrame:
+                  earlier: list[tuple[int, pl.DataFrame]]) -> pl.DataFrame:
         parts = []
         for det, cands in found:
             if cands.height == 0:
@@ -380,7 +383,7 @@ class Engine:
         if not parts:
             return empty_alerts()
         found_df = pl.concat(parts).sort(["_ts", "_seq", "_order"])
-        positions = self._positions(rows, found_df, earlier or [])
+        positions = self._positions(rows, found_df, earlier)
         ids = alert_ids(self.purpose, found_df["_sid"], found_df["scenario_version"], found_df["key"],
                         found_df["trigger_event_id"], positions)
         return found_df.select(
