@@ -69,17 +69,13 @@ class CombinationDetector(WindowedDetector):
             self._item_table.add(self._names)  # codes are the pack's own: names in code order
         table = self._item_table
 
-        def item_codes() -> np.ndarray:
-            items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
-            if self.where_tree is not None:
-                items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
-            return items
-
         def beside_the_keys() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
             """What needs no key codes, on a thread of its own while they are made (the
             kernels and Polars release the GIL): item codes, times, and the grouping's
             buffers written once (memory first touched costs; see ``radix.scratch``)."""
-            items = item_codes()
+            items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
+            if self.where_tree is not None:
+                items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
             ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
             # as many codes as a 2-pass radix sort takes (4 M): more keys allocate the rest
             buffers = group_buffers(rows.height, min(rows.height + 1, 1 << 22))
