@@ -27,12 +27,16 @@ def test_checks_order_other_items_rarest_first_and_count_the_misses_allowed() ->
     a, b, c, d = (det.item_codes[x] for x in "abcd")
     freq = np.zeros(4, np.int64)
     freq[[a, b, c, d]] = [40, 30, 20, 10]
-    ptr, others, allow = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos,
-                                   det.min_distinct, freq)
+    ptr, others, allow, window_q, rarest = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr,
+                                                     det.item_combos, det.min_distinct, det.windows, freq)
     got = {}
     for x in range(4):
         for q in range(det.item_ptr[x], det.item_ptr[x + 1]):
-            got[(x, int(det.item_combos[q]))] = (others[ptr[q]:ptr[q + 1]].tolist(), int(allow[q]))
+            c = int(det.item_combos[q])
+            got[(x, c)] = (others[ptr[q]:ptr[q + 1]].tolist(), int(allow[q]))
+            assert window_q[q] == det.windows[c]
+            # the first check alone decides a miss only when no miss is allowed
+            assert rarest[q] == (others[ptr[q]] if allow[q] == 0 else -1)
     assert got[(a, 0)] == ([b], 0)
     assert got[(a, 1)] == ([c, b], 1)  # two of three: one other item may be missing
     assert got[(b, 2)] == ([d, c], 0)
@@ -63,11 +67,11 @@ def test_the_order_of_the_checks_and_of_the_rows_in_memory_do_not_change_the_res
     np.testing.assert_array_equal(shuffled["ts"][order], ts)
     results = []
     for freq in (np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1]), np.array([2, 4, 1, 3])):
-        ptr, others, allow = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos,
-                                       det.min_distinct, freq)
+        pack = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos, det.min_distinct,
+                         det.windows, freq)
         for rows in ((ts, items, None), (shuffled["ts"], shuffled["items"], order)):
             out = ck.run_combination_kernel(group_start, *rows, is_new, 4, det.combo_ptr, det.combo_items,
-                                            det.item_ptr, det.item_combos, ptr, others, allow, det.windows,
+                                            det.item_ptr, det.item_combos, *pack, det.windows,
                                             prev_ptr, np.zeros(0, np.int64), 1000)
             results.append(out)
     assert results[0][0].size > 50  # alerts of every kind of check

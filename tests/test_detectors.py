@@ -163,7 +163,7 @@ scenarios:
 @pytest.mark.parametrize("key", ["entity", "counterparty", "n"])
 def test_a_batch_of_a_combination_pack_gives_the_alerts_of_a_stream(threads, where, key, monkeypatch):
     """A batch run reads item and key codes straight from the columns, groups the rows by key
-    code and reads them through that order (radix sort and kernel on threads for large
+    code and reads them through that order (counting sort and kernel on threads for large
     inputs); a stream keeps rows. Keys with empty values (counterparty) and of another type
     (an integer column) included."""
     spec = parse_scenarios(f"""

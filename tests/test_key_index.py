@@ -62,22 +62,26 @@ def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
 @settings(max_examples=100, deadline=None)
 @given(codes=st.lists(st.integers(0, 5000), max_size=400), parts=st.integers(1, 4),
        top=st.sampled_from([0, 1, 2047, 2048, 5_000_000]), narrow=st.booleans(),
-       scratch=st.sampled_from([None, "planned", 1, 2048, 5_000_001]))
-def test_radix_sort_on_threads_equals_the_one_thread_sort(codes, parts, top, narrow, scratch):
-    """One, two or three passes of digits (codes below 2**11, 2**22 or more), on int64 or
-    int32 codes (then read as they are, not copied: they stay as they were); written into
-    ``radix.scratch`` buffers planned for these codes, for fewer or more codes, or none."""
-    from assay import kernels, radix
+       scratch=st.sampled_from([None, "planned", "other size"]))
+def test_grouping_on_threads_equals_the_one_thread_sort(codes, parts, top, narrow, scratch):
+    """Few or many codes, on int64 or int32 codes (read as they are, not copied: they stay as
+    they were), into a ``grouping.scratch`` buffer planned for these rows, for others, or none;
+    and both equal a stable sort by code."""
+    from assay import grouping, kernels
 
     array = np.array(codes + [top], np.int32 if narrow else np.int64)
     given_codes = array.copy()
     n_codes = int(array.max()) + 1
     want_order, want_start = kernels.group_by_code(array.astype(np.int64), n_codes)
-    buffers = None if scratch is None else radix.scratch(array.size, n_codes if scratch == "planned" else scratch)
-    got_order, got_start = radix.group_by_code(array, n_codes, parts, wide=not narrow, buffers=buffers)
+    assert want_order.tolist() == np.argsort(array, kind="stable").tolist()
+    assert want_start.tolist() == [0, *np.cumsum(np.bincount(array, minlength=n_codes)).tolist()]
+    buffers = None if scratch is None else grouping.scratch(array.size + (scratch == "other size"))
+    got_order, got_start = grouping.group_by_code(array, n_codes, parts, wide=not narrow, buffers=buffers)
     assert got_order.tolist() == want_order.tolist() and got_start.tolist() == want_start.tolist()
     assert got_order.dtype == (np.int32 if narrow else np.int64)
     assert array.tolist() == given_codes.tolist()
+    if scratch == "planned" and narrow:
+        assert np.shares_memory(got_order, buffers[0])
 
 
 def test_a_full_index_grows_only_if_it_was_looked_up(monkeypatch):

@@ -23,10 +23,13 @@ AHEAD = 16
 
 
 @njit(cache=True, nogil=True)
-def checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq):
+def checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, windows, freq):
     """For each (item, combination) entry q of ``item_combos``: the combination's other items,
-    rarest first by ``freq`` (CSR ``others_ptr``/``others``), and how many of them may be
-    missing from the window while the combination still holds (``allow``)."""
+    rarest first by ``freq`` (CSR ``others_ptr``/``others``), how many of them may be
+    missing from the window while the combination still holds (``allow``), and side by side
+    in q's order the combination's window (``window_q``) and, when one miss fails the check,
+    the rarest other item (``rarest``, else -1): most checks end at that item, and reading it
+    needs no combination's fields first (10 M rows, 1,000 combinations: 0.38-0.52 -> 0.29-0.34 s)."""
     n_q = item_combos.shape[0]
     others_ptr = np.zeros(n_q + 1, np.int64)
     for x in range(item_ptr.shape[0] - 1):
@@ -54,7 +57,13 @@ def checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq):
                 k += 1
             # x itself is in its own row's window: min_distinct - 1 of the others must be
             allow[q] = others_ptr[q + 1] - others_ptr[q] - (min_distinct[c] - 1)
-    return others_ptr, others, allow
+    window_q = np.empty(n_q, np.int64)
+    rarest = np.full(n_q, -1, np.int64)
+    for q in range(n_q):
+        window_q[q] = windows[item_combos[q]]
+        if allow[q] == 0 and others_ptr[q + 1] > others_ptr[q]:
+            rarest[q] = others[others_ptr[q]]
+    return others_ptr, others, allow, window_q, rarest
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -78,8 +87,8 @@ def item_counts(items, n_items):
 
 @njit(cache=True, nogil=True)
 def combination_kernel(group_start, ts, items, order, is_new, n_items,
-                       combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, windows,
-                       prev_ptr, prev_combos, max_evidence,
+                       combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, window_q,
+                       rarest, windows, prev_ptr, prev_combos, max_evidence,
                        out_row, out_combo, out_value, ev_ptr, ev_rows, ev_total, fin_group, fin_combo):
     """Evaluate a pack of combination scenarios sharing key and ``where``.
 
@@ -114,6 +123,8 @@ def combination_kernel(group_start, ts, items, order, is_new, n_items,
         b = group_start[g + 1]
         n_ti = 0
         n_tc = 0
+        # no combination has held at a row of this key yet: a failed check has nothing to reset
+        any_held = prev_ptr[g + 1] > prev_ptr[g]
         for p in range(prev_ptr[g], prev_ptr[g + 1]):
             c = prev_combos[p]
             prev[c] = True
@@ -134,6 +145,11 @@ def combination_kernel(group_start, ts, items, order, is_new, n_items,
             if not is_new[i]:
                 continue
             for q in range(item_ptr[x], item_ptr[x + 1]):
+                y = rarest[q]
+                if y >= 0 and last_ts[y] < t - window_q[q]:
+                    if any_held:
+                        prev[item_combos[q]] = False
+                    continue
                 c = item_combos[q]
                 lo = t - windows[c]
                 misses = 0
@@ -171,6 +187,7 @@ def combination_kernel(group_start, ts, items, order, is_new, n_items,
                         ev_ptr[n_out + 1] = n_ev
                     n_out += 1
                 prev[c] = True
+                any_held = True
                 if not combo_touched[c]:
                     combo_touched[c] = True
                     touched_combos[n_tc] = c
@@ -216,8 +233,8 @@ def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_
     n_groups = group_start.shape[0] - 1
     # rarest first among the rows at hand: any order gives the same result
     freq = item_counts(items, n_items)
-    others_ptr, others, allow = checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, freq)
-    pack = (combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, windows)
+    pack = (combo_ptr, combo_items, item_ptr, item_combos,
+            *checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, windows, freq), windows)
     if parts < 2 or n_groups < parts:
         return run_combination_kernel(group_start, ts, items, order, is_new, n_items, *pack, prev_ptr,
                                       prev_combos, max_evidence)
@@ -256,7 +273,7 @@ def warm_up() -> None:
     """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
-    # a stream's rows in key order; a batch's through an order (int32 from the radix sort of
+    # a stream's rows in key order; a batch's through an order (int32 from the counting sort of
     # a large batch, int64 from the one-thread sort of a small one, e.g. a selective scan's)
     for order in (None, np.zeros(1, np.int32), np.zeros(1, np.int64)):
         run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),

@@ -72,13 +72,12 @@ class CombinationDetector(WindowedDetector):
         def beside_the_keys() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
             """What needs no key codes, on a thread of its own while they are made (the
             kernels and Polars release the GIL): item codes, times, and the grouping's
-            buffers written once (memory first touched costs; see ``radix.scratch``)."""
+            buffer written once (memory first touched costs; see ``grouping.scratch``)."""
             items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
             if self.where_tree is not None:
                 items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
             ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
-            # as many codes as a 2-pass radix sort takes (4 M): more keys allocate the rest
-            buffers = group_buffers(rows.height, min(rows.height + 1, 1 << 22))
+            buffers = group_buffers(rows.height)
             return items, ts, buffers
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:

@@ -16,7 +16,7 @@ import polars as pl
 from .lazy import LazyModule, kernels
 from .views import string_codes
 
-radix = LazyModule("assay.radix")
+grouping = LazyModule("assay.grouping")
 # a column of at least this many rows is sorted by key on SORT_THREADS threads
 PARALLEL_SORT_ROWS = 1_000_000
 SORT_THREADS = min(2, os.cpu_count() or 1)
@@ -46,12 +46,12 @@ def dense_codes(values: pl.Series) -> tuple[np.ndarray, int]:
     return codes32.astype(np.int64), n
 
 
-def group_buffers(n_rows: int, n_codes: int) -> list[np.ndarray]:
-    """What ``group_rows`` of ``n_rows`` rows and up to ``n_codes`` codes writes, written once
-    (``radix.scratch``): a thread that would otherwise wait can fault the pages in. Empty when
-    such a sort runs on one thread (it allocates its own)."""
+def group_buffers(n_rows: int) -> list[np.ndarray]:
+    """What ``group_rows`` of ``n_rows`` rows writes, written once (``grouping.scratch``): a
+    thread that would otherwise wait can fault the pages in. Empty when such a sort runs on
+    one thread (it allocates its own)."""
     if n_rows >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
-        return radix.scratch(n_rows, n_codes)
+        return grouping.scratch(n_rows)
     return []
 
 
@@ -61,7 +61,7 @@ def group_rows(codes: np.ndarray, n_codes: int, wide: bool = True,
     SORT_THREADS threads for a large column. ``wide``: the order as int64 (else it may be
     int32, half the memory, for NumPy's indexing only). ``buffers``: what ``group_buffers`` gave."""
     if codes.shape[0] >= PARALLEL_SORT_ROWS and SORT_THREADS > 1:
-        return radix.group_by_code(codes, n_codes, SORT_THREADS, wide, buffers)
+        return grouping.group_by_code(codes, n_codes, SORT_THREADS, wide, buffers)
     return kernels.group_by_code(codes.astype(np.int64, copy=False), n_codes)
 
 
