@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from assay.alerts import (
     alert_ids,
     alert_json_lines,
     read_alerts,
+    sha256_prefixes,
     write_alerts,
 )
 
@@ -68,3 +70,32 @@ def test_jsonl_lines_are_the_stream_encoding(tmp_path):
     lines = (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()
     assert lines == alert_json_lines(alerts)
     assert json.loads(lines[0])["ts"] == "2026-01-01T00:00:00.000500Z"
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.one_of(st.text(max_size=200), st.binary(max_size=3).map(lambda b: b.hex() * 40)),
+                      max_size=30),
+       parts=st.integers(1, 3))
+def test_the_kernel_digest_is_sha256(texts, parts):
+    """Texts of every length around the 55- and 64-byte block edges, any unicode."""
+    got = sha256_prefixes(pl.Series(texts, dtype=pl.String), parts).to_list()
+    assert got == [hashlib.sha256(t.encode("utf-8")).hexdigest()[:32] for t in texts]
+
+
+def test_block_edges_and_a_sliced_series():
+    texts = ["x" * n for n in range(0, 200)]
+    want = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
+    assert sha256_prefixes(pl.Series(texts)).to_list() == want
+    assert sha256_prefixes(pl.Series(texts).slice(50, 100)).to_list() == want[50:150]
+
+
+def test_many_alert_ids_take_the_kernel_and_equal_hashlib(monkeypatch):
+    import assay.alerts as alerts
+
+    n = 50
+    cols = (pl.Series([f"s{i % 7}" for i in range(n)]), pl.Series(list(range(1, n + 1)), dtype=pl.Int64),
+            pl.Series([f"k\u00e9{i}" for i in range(n)]), pl.Series([f"e{i}" for i in range(n)]),
+            pl.Series([i % 3 for i in range(n)], dtype=pl.Int64))
+    small = alert_ids("fraud", *cols)
+    monkeypatch.setattr(alerts, "KERNEL_IDS", 1)
+    assert alert_ids("fraud", *cols).to_list() == small.to_list()

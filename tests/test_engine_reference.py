@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
-from assay import windowed
+from assay import engine, windowed
 from gen import comparable, events, scenarios, to_frame
 from reference import reference_alerts
 
@@ -22,6 +24,17 @@ def test_engine_equals_reference(rows, spec):
     expected = reference_alerts("fraud", refs, rows)
     got = comparable(assay.run(yaml_text, to_frame(rows)))
     assert got == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=events(), spec=scenarios())
+def test_trigger_positions_of_a_large_batch_equal_the_reference(rows, spec):
+    """A batch of at least ``MEMBER_SCAN_ROWS`` finds the rows sharing a trigger's event_id
+    with a Bloom-filtered pass of its own (the ids, and so the positions, are compared)."""
+    refs, yaml_text = spec
+    with patch.object(engine, "MEMBER_SCAN_ROWS", 0):
+        got = comparable(assay.run(yaml_text, to_frame(rows)))
+    assert got == reference_alerts("fraud", refs, rows)
 
 
 @SETTINGS

@@ -63,6 +63,27 @@ def test_find_looks_up_without_adding(known, asked):
     assert len(table) == len(seen)
 
 
+@settings(max_examples=300, deadline=None)
+@given(known=st.lists(TEXTS, max_size=40), values=st.lists(TEXTS, max_size=120),
+       cuts=st.lists(st.integers(0, 120), max_size=4), parts=st.integers(1, 3))
+def test_rows_in_are_the_rows_whose_value_is_in_the_table(known, values, cuts, parts):
+    """Chunks of inline strings only or not, slices, empty values, on one to three threads."""
+    table = StringCodes()
+    table.add(pl.Series(known, dtype=pl.String))
+    wanted = {v for v in known if v is not None}
+    got = table.rows_in(chunked(values, cuts), parts)
+    assert got.dtype == np.int64
+    assert got.tolist() == [i for i, v in enumerate(values) if v in wanted]
+
+
+def test_rows_in_a_large_column_against_many_values():
+    """A filter of many words, most rows turned away, some let through wrongly and refused."""
+    values = pl.Series([f"t{i}" for i in range(200_000)] + [f"a-much-longer-event-id-{i}" for i in range(50_000)])
+    table = StringCodes()
+    table.add(values.gather(np.arange(0, values.len(), 7)))
+    assert table.rows_in(values).tolist() == list(range(0, values.len(), 7))
+
+
 def test_long_strings_outgrow_the_arena_and_keep_their_codes():
     values = [f"customer-{i:05d}-" + "z" * (i % 300) for i in range(3000)] * 2
     codes, n = string_codes(pl.Series(values))

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from .errors import UsageError
+from .lazy import LazyModule
+
+digest_kernels = LazyModule("assay.digest_kernels")
+# from this many alerts on, their ids are hashed by a Numba kernel on two threads, not by hashlib
+KERNEL_IDS = 2_000
+ID_HEX = 32  # an alert_id is the first 32 hex digits of a SHA-256
 
 ALERT_SCHEMA = {
     "alert_id": pl.String,
@@ -32,7 +41,7 @@ _SEPARATOR = "\x1f"
 def alert_id(purpose: str, scenario: str, version: int, key: str, event_id: str, position: int) -> str:
     """SPEC: a hash of purpose, scenario id and version, key, trigger event id and row position."""
     text = _SEPARATOR.join([purpose, scenario, str(version), key, event_id, str(position)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:ID_HEX]
 
 
 def alert_ids(purpose: str, scenario: pl.Series, version: pl.Series, key: pl.Series, event_id: pl.Series,
@@ -41,9 +50,34 @@ def alert_ids(purpose: str, scenario: pl.Series, version: pl.Series, key: pl.Ser
     (65,000 alerts: 0.17 -> 0.06 s)."""
     texts = pl.select(pl.concat_str([pl.lit(purpose), scenario, version.cast(pl.String), key, event_id,
                                      position.cast(pl.String)], separator=_SEPARATOR)).to_series()
+    if texts.len() >= KERNEL_IDS:
+        return sha256_prefixes(texts).alias("alert_id")
     sha256 = hashlib.sha256
-    return pl.Series("alert_id", [sha256(t.encode("utf-8")).hexdigest()[:32] for t in texts.to_list()],
+    return pl.Series("alert_id", [sha256(t.encode("utf-8")).hexdigest()[:ID_HEX] for t in texts.to_list()],
                      dtype=pl.String)
+
+
+def sha256_prefixes(texts: pl.Series, parts: int = 2) -> pl.Series:
+    """The first ``ID_HEX`` hex digits of the SHA-256 of each text's UTF-8 bytes (no nulls),
+    hashed in Numba over the texts' Arrow buffers on ``parts`` threads (65,000 ids: 0.11 s
+    with hashlib, nearly all of it Python's call per text)."""
+    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    n = len(arr)
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64)[arr.offset:arr.offset + n + 1]
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    out = np.empty((n, ID_HEX), np.uint8)
+    k = digest_kernels.load()
+    bounds = [n * p // parts for p in range(parts + 1)]
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="assay-ids") as pool:
+        list(pool.map(lambda a, b: k.hex_digests(data, offsets, a, b, ID_HEX, k._K, k._H0, k._HEX, out),
+                      bounds[:-1], bounds[1:]))
+    # from NumPy's fixed-width bytes: a Series made from an Arrow array imports pyarrow.compute (80 ms)
+    return pl.Series(texts.name, out.view(f"S{ID_HEX}").ravel()).cast(pl.String)
 
 
 def empty_alerts() -> pl.DataFrame:

@@ -36,9 +36,13 @@ from .snapshots import (
     join_parts,
     split_parts,
 )
+from .views import StringCodes
 
 DEFAULT_EVENT_HORIZON_US = 7 * 86400 * 1_000_000
 _LANE = (pl.col("_seq") // lane_base(1)).alias("_lane")  # a row's partition
+# trigger positions in a batch of at least this many rows: the rows holding a trigger's
+# event_id come from one Bloom-filtered pass (``StringCodes.rows_in``), not Polars' is_in
+MEMBER_SCAN_ROWS = 1_000_000
 
 
 def _partition_after_partition(ready: list[tuple[int, pl.DataFrame]]) -> pl.DataFrame | None:
@@ -405,8 +409,15 @@ class Engine:
             source = self._all_ids if isinstance(self._all_ids, pl.LazyFrame) else self._all_ids().lazy()
             rows = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
                 ["ts", "_seq"], maintain_order=True)
+        if rows.height >= MEMBER_SCAN_ROWS:  # a large batch: a Bloom-filtered pass over its ids
+            table = StringCodes(triggers.len())
+            table.add(triggers)
+            # an eager gather: the lazy one rechunked the columns first (0.01 -> 0.07-0.5 s)
+            holding = rows.select(pl.col("event_id", "_seq").gather(pl.Series(table.rows_in(rows["event_id"])))).lazy()
+        else:
+            holding = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted))
         # numbered within the partition (docs/streaming.md)
-        same = rows.lazy().select("event_id", "_seq", _LANE).filter(pl.col("event_id").is_in(wanted)).with_columns(
+        same = holding.with_columns(_LANE).with_columns(
             pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
         before = [part.with_columns(pl.lit(number, pl.Int64).alias("_lane")) for number, part in earlier if part.height]
         if before:

@@ -276,9 +276,10 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     flag = np.ones(1, np.bool_)
     group_by_code(one, 1)
     # codes of strings; large key columns are sorted on two threads
-    from . import grouping, view_kernels
+    from . import digest_kernels, grouping, view_kernels
 
     view_kernels.warm_up()
+    digest_kernels.warm_up()  # alert ids of a large batch
 
     for small in (one, one.astype(np.int32)):
         grouping.code_counts(small, 0, 1, 1)

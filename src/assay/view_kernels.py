@@ -133,6 +133,77 @@ def encode(words, valid, data, bases, first, slots, count, arena, arena_used, in
     return n, count, arena_used
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bloom_word(h, n_words):
+    """The filter word and the three bits of a hash (bits the table's slot does not use)."""
+    w = np.int64(h >> np.uint64(40)) & (n_words - 1)
+    bits = ((np.uint64(1) << (h & np.uint64(63))) | (np.uint64(1) << ((h >> np.uint64(6)) & np.uint64(63)))
+            | (np.uint64(1) << ((h >> np.uint64(12)) & np.uint64(63))))
+    return w, bits
+
+
+@njit(cache=True, nogil=True)
+def bloom_of(slots, arena, n_words):
+    """A blocked Bloom filter of a table's strings: three bits in one 64-bit word per string."""
+    bloom = np.zeros(n_words, np.uint64)
+    for s in range(slots.shape[0] // 3):
+        if slots[3 * s + 2] == 0:
+            continue
+        w0 = slots[3 * s]
+        length = w0 & _LOW32
+        h = _mix(w0, slots[3 * s + 1]) if length <= INLINE else _bytes_hash(arena, np.int64(slots[3 * s + 1]),
+                                                                             np.int64(length))
+        w, bits = _bloom_word(h, n_words)
+        bloom[w] |= bits
+    return bloom
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _in_table(slots, arena, data, w0, w1, h, pos, mask):
+    length = np.int64(w0 & _LOW32)
+    s = np.int64(h) & mask
+    while True:
+        c = slots[3 * s + 2]
+        if c == 0:
+            return False
+        if slots[3 * s] == w0:
+            if length <= INLINE:
+                if slots[3 * s + 1] == w1:
+                    return True
+            elif _same_bytes(arena, np.int64(slots[3 * s + 1]), data, pos, length):
+                return True
+        s = (s + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def member_rows(words, valid, data, bases, short, slots, arena, bloom, first_row, out):
+    """Rows of one chunk whose string is in the table, as ``first_row`` + position, into
+    ``out``; returns how many. A row passes the Bloom filter (one word, in cache) before
+    its slot is looked for: most rows of a column are in no small table. ``short``: every
+    string of the chunk is inline (a loop without the long strings' branch runs 8x faster)."""
+    mask = np.int64(slots.shape[0] // 3 - 1)
+    n_words = bloom.shape[0]
+    k = 0
+    if short:
+        for i in range(words.shape[0]):
+            w0, w1 = _inline_words(words[i, 0], words[i, 1])
+            h = _mix(w0, w1)
+            w, bits = _bloom_word(h, n_words)
+            if valid[i] and bloom[w] & bits == bits and _in_table(slots, arena, data, w0, w1, h, 0, mask):
+                out[k] = first_row + i
+                k += 1
+        return k
+    for i in range(words.shape[0]):
+        if not valid[i]:
+            continue
+        w0, w1, h, pos = _key(words, data, bases, i)
+        w, bits = _bloom_word(h, n_words)
+        if bloom[w] & bits == bits and _in_table(slots, arena, data, w0, w1, h, pos, mask):
+            out[k] = first_row + i
+            k += 1
+    return k
+
+
 # rows looked ahead: each row's slot is asked for this many rows before it is probed
 AHEAD = 16
 # a table of up to this many slots (768 kB) is read without asking ahead
@@ -211,3 +282,9 @@ def warm_up() -> None:
     # ``encode`` (strings longer than 12 bytes) loads when first needed
     encode_short(words, np.ones(1, np.bool_), 0, slots, 0, True, codes)
     rehash(slots, np.zeros(0, np.uint8), 32)
+    # the rows of a batch holding a trigger's event_id (alert positions)
+    arena = np.zeros(1, np.uint8)
+    data = np.zeros(1, np.uint8)
+    data.setflags(write=False)
+    member_rows(words, np.ones(1, np.bool_), data, np.zeros(1, np.int64), True, slots, arena,
+                bloom_of(slots, arena, 1), 0, np.zeros(1, np.int64))

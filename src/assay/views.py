@@ -8,6 +8,8 @@ copying the column: each of its chunks is read where it lies.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -40,6 +42,14 @@ def _view_chunks(text: pl.Series):  # type: ignore[no-untyped-def]
         if data is not None:
             data.setflags(write=False)  # as Arrow's own buffers are: one signature for the kernel
         yield words, valid, data, bases
+
+
+# a filter of 32 bits per value turns away all but ~0.3% of the rows holding none of them;
+# at most 2 MB (it stays in the cache)
+BLOOM_BITS_PER_VALUE = 32
+MAX_BLOOM_WORDS = 1 << 18
+_NO_BYTES = np.zeros(0, np.uint8)
+_NO_BYTES.setflags(write=False)
 
 
 class StringCodes:
@@ -88,6 +98,40 @@ class StringCodes:
                 self._grow()
             done += n
         return out
+
+    def rows_in(self, values: pl.Series, parts: int = 2) -> np.ndarray:
+        """Positions (int64, ascending) of the rows whose value is in the table: one pass on
+        ``parts`` threads (by chunks), most rows turned away by a Bloom filter that stays in
+        the cache (10 M event ids against 65,000: Polars' ``is_in`` on two threads 0.13 s)."""
+        text = values if values.dtype == pl.String else values.cast(pl.String)
+        n_words = 64
+        while n_words * 64 < self.count * BLOOM_BITS_PER_VALUE and n_words < MAX_BLOOM_WORDS:
+            n_words *= 2
+        bloom = view_kernels.bloom_of(self.slots, self.arena, n_words)
+        chunks = []
+        start = 0
+        for words, valid, data, bases in _view_chunks(text):
+            chunks.append((start, words, valid, data, bases))
+            start += words.shape[0]
+
+        def scan(part: list) -> np.ndarray:  # type: ignore[type-arg]
+            out = np.empty(sum(c[1].shape[0] for c in part), np.int64)
+            found = 0
+            for first, words, valid, data, bases in part:
+                found += view_kernels.member_rows(words, valid, _NO_BYTES if data is None else data, bases,
+                                                  data is None, self.slots, self.arena, bloom, first, out[found:])
+            return out[:found]
+
+        # parts of about equal rows, each a run of whole chunks: their positions stay in order
+        cuts = [0]
+        for k in range(1, parts):
+            cuts.append(next((i for i, c in enumerate(chunks) if c[0] >= start * k // parts), len(chunks)))
+        cuts.append(len(chunks))
+        groups = [chunks[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+        if len(groups) < 2:
+            return scan(chunks)
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="assay-rows-in") as pool:
+            return np.concatenate(list(pool.map(scan, groups)))
 
     def _grow(self) -> None:
         """More room: the table when three quarters full, else the arena (a long string's bytes
