@@ -137,3 +137,22 @@ def test_the_footer_tells_which_text_columns_hold_no_empty_value(tmp_path):
     assert "channel" not in never_empty and "note" in never_empty and "item" in never_empty
     spec = COMBOS.replace('where: "amount > 50"', "where: \"channel != 'app'\"")
     assert assay.run(spec, path).equals(assay.run(spec, rows))
+
+
+def test_a_bad_metric_on_the_fast_path_names_its_file_and_row(tmp_path):
+    """The fast path numbers rows once (``_seq``, across files); a message still gives the
+    row's number in its own file."""
+    spec = """
+version: 1
+purpose: fraud
+scenarios:
+  - {id: s, kind: aggregate, metric: sum(amount), op: ">=", threshold: 100, window: 1h, where: "item == 'a'"}
+"""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    frame().write_parquet(a)
+    frame().with_columns(pl.when(pl.int_range(pl.len()) == 5).then(float("nan")).otherwise(pl.col("amount"))
+                         .alias("amount")).write_parquet(b)
+    assert eligible(b, {})
+    with pytest.raises(assay.InputError) as caught:
+        assay.run(spec, [a, b])
+    assert caught.value.file == str(b) and caught.value.row == 6 and caught.value.column == "amount"

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
+from .events import row_number
 from .lazy import kernels
 from .scenarios import Scenario
 from .sorted_view import SortedView
@@ -90,7 +91,7 @@ class AggregateDetector(WindowedDetector):
             if bad.height:
                 first = bad.row(0, named=True)
                 assert s.metric is not None
-                raise InputError(first.get("_file", "<events>"), first.get("_row"), s.metric.column, None,
+                raise InputError(first.get("_file", "<events>"), row_number(first), s.metric.column, None,
                                  f"{s.metric} in scenario '{s.id}' needs a number in every relevant row; "
                                  "this one is empty or not a number")
 

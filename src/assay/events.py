@@ -25,6 +25,9 @@ TEXT_COLUMNS = ("event_id", "entity", "item", "counterparty")
 NUMERIC_DEFAULTS = {"amount": 0.0, "quantity": 1.0}
 CANONICAL = ("event_id", "entity", "ts", "item", "amount", "quantity", "counterparty")
 PROVENANCE = ("_file", "_row")
+# rows read by the Parquet fast path carry no ``_row``: their number in the file is ``_seq``
+# minus this (one value per file, a scalar column): 80-120 MB fewer to write in a 10 M-row run
+ROW_BASE = "_row_base"
 TS_DTYPE = pl.Datetime("us", "UTC")
 # Epoch numbers at or above this magnitude are milliseconds (1e11 s is the year 5138).
 EPOCH_MS_FROM = 1e11
@@ -359,3 +362,12 @@ def _iter_sources(sources: object, wanted: set[str] | None) -> Iterable[tuple[st
             raise UsageError(f"{path}: no such file")
         text_format = not path.name.lower().endswith((".parquet", ".pq"))
         yield str(path), _read_file(path, wanted), text_format
+
+
+def row_number(row: Mapping[str, object]) -> int | None:
+    """A row's number in its file (from 1): ``_row``, or from ``_seq`` and ``_row_base``."""
+    if row.get("_row") is not None:
+        return int(row["_row"])  # type: ignore[call-overload]
+    if row.get("_seq") is not None and row.get(ROW_BASE) is not None:
+        return int(row["_seq"]) - int(row[ROW_BASE])  # type: ignore[call-overload]
+    return None

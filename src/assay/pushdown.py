@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from .events import (
     NUMERIC_DEFAULTS,
     REQUIRED,
+    ROW_BASE,
     TS_DTYPE,
     ReadResult,
     apply_mapping,
@@ -112,10 +113,11 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         expr = prefilter(typed)
         if expr is None:
             return None
-        # the scan's own row index is cheaper than with_row_index after it
-        scan = pl.scan_parquet(path, row_index_name="_row", row_index_offset=1).select(["_row", *cols])
+        # the scan's own row index, numbered on from the files before, is the arrival
+        # position; the row's number in its file is derived from it when a message needs it
+        scan = pl.scan_parquet(path, row_index_name="_seq", row_index_offset=offset).select(["_seq", *cols])
         scan = scan.rename({c: renames[c] for c in cols if c in renames}).with_columns(
-            pl.col("_row").cast(pl.Int64))
+            pl.col("_seq").cast(pl.Int64))
         ts_source = mapping.get("ts", "ts")
         ts_expr = pl.col("ts")
         if isinstance(schema[ts_source], pl.Date):
@@ -124,7 +126,7 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
             ts_expr = ts_expr.dt.cast_time_unit("us").dt.replace_time_zone("UTC")
         else:
             ts_expr = ts_expr.dt.cast_time_unit("us").dt.convert_time_zone("UTC")
-        seq = (pl.col("_row") - 1 + offset).alias("_seq")
+        seq = pl.col("_seq")
         ids.append(scan.select(pl.col("event_id").cast(pl.String), ts_expr.cast(TS_DTYPE).alias("ts"), seq))
         present = {renames.get(c, c) for c in cols}
         clean = _clean_columns(scan.collect_schema(), present, typed)
@@ -137,8 +139,8 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         # where a column it reads is empty), so filtering again after cleaning is exact
         numbers, texts = clean
         relevant = scan.with_columns(ts_expr.alias("ts"), *numbers).filter(expr).select(
-            *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns],
-            seq).collect()
+            *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns if c != "_row"],
+            seq, pl.lit(offset - 1, dtype=pl.Int64).alias(ROW_BASE)).collect()
         empty = [c for c in texts if mapping.get(c, c) not in never_empty
                  and bool((relevant[c].str.len_bytes() == 0).any())]
         if empty:

@@ -19,6 +19,7 @@ import polars as pl
 
 from . import where as where_lang
 from .errors import ScenarioError
+from .events import ROW_BASE
 from .held import Held
 from .key_index import key_hashes
 from .keys import BatchIndex, dense_codes
@@ -194,7 +195,7 @@ class WindowedDetector:
         made = self._selections.get(schema)
         if made is None:
             mask = self.relevance(rows)
-            keep = [c for c in ("_file", "_row") if c in rows.columns]
+            keep = [c for c in ("_file", "_row", ROW_BASE) if c in rows.columns]
             key, ts = self._key_and_ts(rows.schema)
             columns = [
                 key.alias("_key"),
