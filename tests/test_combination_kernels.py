@@ -1,4 +1,5 @@
-"""The combination kernel's rarest-first checks: any order of the items gives the same alerts."""
+"""The combination kernel's rarest-first checks: any order of the items, of the rows in memory,
+and rows read packed (time and item in one value) give the same alerts."""
 
 from __future__ import annotations
 
@@ -69,10 +70,15 @@ def test_the_order_of_the_checks_and_of_the_rows_in_memory_do_not_change_the_res
     for freq in (np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1]), np.array([2, 4, 1, 3])):
         pack = ck.checks(det.combo_ptr, det.combo_items, det.item_ptr, det.item_combos, det.min_distinct,
                          det.windows, freq)
-        for rows in ((ts, items, None), (shuffled["ts"], shuffled["items"], order)):
+        # and each row's time and item packed in one value (a batch's way), in both orders
+        packed, shuffled_packed = np.empty_like(ts), np.empty_like(ts)
+        ck.pack_rows(ts, items, 12345, 3, packed)
+        ck.pack_rows(shuffled["ts"], shuffled["items"], 12345, 3, shuffled_packed)
+        for rows, bits in (((ts, items, None), 0), ((shuffled["ts"], shuffled["items"], order), 0),
+                           ((packed, items, None), 3), ((shuffled_packed, shuffled["items"], order), 3)):
             out = ck.run_combination_kernel(group_start, *rows, is_new, 4, det.combo_ptr, det.combo_items,
                                             det.item_ptr, det.item_combos, *pack, det.windows,
-                                            prev_ptr, np.zeros(0, np.int64), 1000)
+                                            prev_ptr, np.zeros(0, np.int64), 1000, bits)
             results.append(out)
     assert results[0][0].size > 50  # alerts of every kind of check
     for other in results[1:]:

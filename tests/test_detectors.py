@@ -161,11 +161,13 @@ scenarios:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("where", ["", "where: \"amount > 20\""])
 @pytest.mark.parametrize("key", ["entity", "counterparty", "n"])
-def test_a_batch_of_a_combination_pack_gives_the_alerts_of_a_stream(threads, where, key, monkeypatch):
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_batch_of_a_combination_pack_gives_the_alerts_of_a_stream(threads, where, key, packed, monkeypatch):
     """A batch run reads item and key codes straight from the columns, groups the rows by key
     code and reads them through that order (counting sort and kernel on threads for large
-    inputs); a stream keeps rows. Keys with empty values (counterparty) and of another type
-    (an integer column) included."""
+    inputs), each row's time and item packed in one value unless their span is too wide; a
+    stream keeps rows. Keys with empty values (counterparty) and of another type (an integer
+    column) included."""
     spec = parse_scenarios(f"""
 version: 1
 purpose: fraud
@@ -183,6 +185,8 @@ scenarios:
         monkeypatch.setattr(f"assay.{name}", 0 if threads > 1 else 10**9)
     monkeypatch.setattr("assay.combinations.KERNEL_THREADS", threads)
     monkeypatch.setattr("assay.keys.SORT_THREADS", threads)
+    if not packed:
+        monkeypatch.setattr("assay.combinations.PACKED_BITS", 0)
     (batch,) = build_detectors(spec.scenarios)
     got = batch.update(rows, retain=False, index=BatchIndex(rows))
     assert expected.height > 20

@@ -75,6 +75,26 @@ def _at(values, order, i):
     return values[order[i]]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row(ts, items, order, i, item_bits):
+    """(item, time) of the i-th row in key order; with ``item_bits``, ``ts`` holds both
+    (time << item_bits | item, one value to read per row) and ``items`` is not read."""
+    if item_bits > 0:
+        v = _at(ts, order, i)
+        return v & ((np.int64(1) << item_bits) - 1), v >> item_bits
+    return np.int64(_at(items, order, i)), _at(ts, order, i)
+
+
+@njit(cache=True, nogil=True)
+def pack_rows(ts, items, base, item_bits, out):
+    """``out[i] = (ts[i] - base) << item_bits | items[i]`` (a negative item, a row no
+    combination reads: 0). A batch's kernel then reads one value per row through its order
+    instead of two arrays' (10 M rows: one random read fewer per row)."""
+    for i in range(ts.shape[0]):
+        x = items[i]
+        out[i] = ((ts[i] - base) << item_bits) | (x if x >= 0 else 0)
+
+
 @njit(cache=True, nogil=True)
 def item_counts(items, n_items):
     """Rows per item code (negative codes: rows without an item of the pack)."""
@@ -88,14 +108,16 @@ def item_counts(items, n_items):
 @njit(cache=True, nogil=True)
 def combination_kernel(group_start, ts, items, order, is_new, n_items,
                        combo_ptr, combo_items, item_ptr, item_combos, others_ptr, others, allow, window_q,
-                       rarest, windows, prev_ptr, prev_combos, max_evidence,
+                       rarest, windows, prev_ptr, prev_combos, max_evidence, item_bits,
                        out_row, out_combo, out_value, ev_ptr, ev_rows, ev_total, fin_group, fin_combo):
     """Evaluate a pack of combination scenarios sharing key and ``where``.
 
     Rows are read in key order: ``ts`` and ``items`` are in that order, or (a batch run) they
     are in the batch's order and ``order`` lists the rows in key order; each row is then
     asked for ahead of its turn (reading them through ``order`` costs less than gathering
-    them into key order first: no two arrays of every row to write and read back).
+    them into key order first: no two arrays of every row to write and read back). With
+    ``item_bits`` (a batch run), ``ts`` holds each row's time and item together
+    (``pack_rows``): one read per row.
     Outputs go to caller-provided buffers (growing arrays inside the loop would make
     Numba reference-count them on every iteration). Returns (alerts, evidence rows,
     final pairs) counts; when a count exceeds its buffer, the caller calls again with
@@ -135,9 +157,9 @@ def combination_kernel(group_start, ts, items, order, is_new, n_items,
         for i in range(a, b):
             if order is not None and i + AHEAD < n_rows:
                 prefetch(ts, order[i + AHEAD])
-                prefetch(items, order[i + AHEAD])
-            x = _at(items, order, i)
-            t = _at(ts, order, i)
+                if item_bits == 0:
+                    prefetch(items, order[i + AHEAD])
+            x, t = _row(ts, items, order, i, item_bits)
             if last_ts[x] == never:
                 touched_items[n_ti] = x
                 n_ti += 1
@@ -167,11 +189,11 @@ def combination_kernel(group_start, ts, items, order, is_new, n_items,
                     for r in range(combo_ptr[c], combo_ptr[c + 1]):
                         member[combo_items[r]] = True
                     k = i
-                    while k > a and _at(ts, order, k - 1) >= lo:
+                    while k > a and _row(ts, items, order, k - 1, item_bits)[1] >= lo:
                         k -= 1
                     total = 0
                     for r in range(k, i + 1):
-                        if member[_at(items, order, r)]:
+                        if member[_row(ts, items, order, r, item_bits)[0]]:
                             if total < max_evidence:
                                 if n_ev < cap_ev:
                                     ev_rows[n_ev] = r
@@ -225,10 +247,11 @@ def run_combination_kernel(*args):
 
 def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_ptr, combo_items, item_ptr,
                                  item_combos, windows, min_distinct, prev_ptr, prev_combos, max_evidence,
-                                 parts: int = 2, order=None):
+                                 parts: int = 2, order=None, item_bits: int = 0):
     """``run_combination_kernel`` over ``parts`` runs of whole groups on as many threads (the
     kernel releases the GIL; groups are independent), outputs joined as one call's would be.
-    ``order``: as the kernel takes it (rows of ``ts`` and ``items`` in key order)."""
+    ``order``: as the kernel takes it (rows of ``ts`` and ``items`` in key order);
+    ``item_bits``: ``ts`` holds ``pack_rows`` values (``items`` still gives the counts)."""
     n_rows = is_new.shape[0]
     n_groups = group_start.shape[0] - 1
     # rarest first among the rows at hand: any order gives the same result
@@ -237,7 +260,7 @@ def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_
             *checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, windows, freq), windows)
     if parts < 2 or n_groups < parts:
         return run_combination_kernel(group_start, ts, items, order, is_new, n_items, *pack, prev_ptr,
-                                      prev_combos, max_evidence)
+                                      prev_combos, max_evidence, item_bits)
     cuts = np.searchsorted(group_start, [n_rows * k // parts for k in range(1, parts)])
     bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < n_groups)), n_groups]
 
@@ -246,7 +269,8 @@ def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_
         p0, p1 = prev_ptr[g0], prev_ptr[g1]
         rows = (ts[a:b], items[a:b], None) if order is None else (ts, items, order[a:b])
         return run_combination_kernel(group_start[g0:g1 + 1] - a, *rows, is_new[a:b], n_items,
-                                      *pack, prev_ptr[g0:g1 + 1] - p0, prev_combos[p0:p1], max_evidence)
+                                      *pack, prev_ptr[g0:g1 + 1] - p0, prev_combos[p0:p1], max_evidence,
+                                      item_bits)
 
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="assay-kernel") as pool:
@@ -279,3 +303,7 @@ def warm_up() -> None:
         run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),
                                      one, np.array([0, 1]), one, one, np.ones(1, np.int64), two,
                                      np.zeros(0, np.int64), 10, 1, order)
+    # a batch's times, read in place from Polars (read-only), packed with its item codes
+    ts = np.zeros(1, np.int64)
+    ts.setflags(write=False)
+    pack_rows(ts, np.zeros(1, np.int32), 0, 1, np.zeros(1, np.int64))

@@ -20,6 +20,8 @@ from .windowed import MAX_EVIDENCE, WindowedDetector, empty_candidates
 SPLIT_ROWS = 200_000
 KERNEL_THREADS = min(2, os.cpu_count() or 1)
 combination_kernels = LazyModule("assay.combination_kernels")
+# a batch's rows are packed (time << item bits | item) into this many bits of an int64
+PACKED_BITS = 62
 
 
 class CombinationDetector(WindowedDetector):
@@ -69,21 +71,21 @@ class CombinationDetector(WindowedDetector):
             self._item_table.add(self._names)  # codes are the pack's own: names in code order
         table = self._item_table
 
-        def beside_the_keys() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        def beside_the_keys() -> tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]:
             """What needs no key codes, on a thread of its own while they are made (the
             kernels and Polars release the GIL): item codes, times, and the grouping's
             buffer written once (memory first touched costs; see ``grouping.scratch``)."""
             items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
             if self.where_tree is not None:
                 items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
-            ts = index.cached("ts", lambda: epoch_us(rows["ts"]))
+            ts, item_bits = self._packed(rows["ts"], items)
             buffers = group_buffers(rows.height)
-            return items, ts, buffers
+            return items, ts, item_bits, buffers
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
             coding = pool.submit(beside_the_keys)
             keys, n_keys = index.cached(f"views:{self.key}", lambda: string_codes(rows[self.key]))
-            items, ts, buffers = coding.result()
+            items, ts, item_bits, buffers = coding.result()
         used = (items >= 0) & (keys >= 0)
         # rows without an item of the pack or a key: a group of their own past the keys', cut off
         codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
@@ -96,7 +98,7 @@ class CombinationDetector(WindowedDetector):
         (found, combos, values, ev_ptr, ev_rows, ev_total, _, _) = combination_kernels.run_combination_kernel_split(
             group_start, ts, items, np.ones(order.shape[0], np.bool_), len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos, self.windows,
-            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order)
+            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order, item_bits)
         if found.size == 0:
             return empty_candidates()
         # only the alerts' rows and their evidence are read from the batch's columns
@@ -106,6 +108,26 @@ class CombinationDetector(WindowedDetector):
             key.alias("_key"), ts.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
         return self._candidates(chunk, None, np.arange(found.size), combos, values.astype(np.float64), ev_ptr,
                                 np.arange(found.size, wanted.size), ev_total)
+
+    def _packed(self, ts: pl.Series, items: np.ndarray) -> tuple[np.ndarray, int]:
+        """Each row's time (from the batch's first) and item code in one int64, and the bits
+        of the code (``combination_kernels.pack_rows``); the times alone and 0 when their span
+        leaves too few bits (a pack of 1,000 items: 142 years of microseconds; of 100,000: 1)."""
+        epoch = ts if ts.dtype == pl.Int64 else ts.dt.epoch("us")
+        bits = max(1, len(self.item_codes).bit_length())
+        if epoch.len() == 0:
+            return np.zeros(0, np.int64), bits
+        lo, hi = int(epoch.min()), int(epoch.max())  # type: ignore[arg-type]
+        if hi - lo >= 1 << max(PACKED_BITS - bits, 0):
+            return epoch_us(ts), 0
+        out = np.empty(epoch.len(), np.int64)
+        start = 0
+        for chunk in epoch.get_chunks():  # read where they are: no copy of the column first
+            values = chunk.to_numpy()
+            combination_kernels.pack_rows(values, items[start:start + values.shape[0]], lo, bits,
+                                          out[start:start + values.shape[0]])
+            start += values.shape[0]
+        return out, bits
 
     def relevance(self, rows: pl.DataFrame) -> pl.Expr:
         return super().relevance(rows) & pl.col("item").is_in(self._names.implode())
