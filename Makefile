@@ -9,6 +9,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# bytecode, as pip writes it for an installed package (an editable install leaves it to the
+	# first run, which does not write it where PYTHONDONTWRITEBYTECODE is set)
+	$(BIN)/python -m compileall -q src/assay
 	touch $@
 
 install: $(BIN)/.installed
