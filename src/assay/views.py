@@ -48,6 +48,7 @@ def _view_chunks(text: pl.Series):  # type: ignore[no-untyped-def]
 # at most 2 MB (it stays in the cache)
 BLOOM_BITS_PER_VALUE = 32
 MAX_BLOOM_WORDS = 1 << 18
+SPARSE_SLOTS = 1 << 13  # 192 KB: in the cache
 _NO_BYTES = np.zeros(0, np.uint8)
 _NO_BYTES.setflags(write=False)
 
@@ -62,6 +63,11 @@ class StringCodes:
     def __init__(self, expected: int = 0):
         capacity = 16
         while capacity * 3 < expected * 4 + 4:
+            capacity *= 2
+        # a small table is made sparse (one value in eight slots, up to SPARSE_SLOTS): a probe
+        # then rarely meets another value first (a pack's 500 items looked up for 10 M rows:
+        # 0.14 s in 1,024 slots, 0.09 s in 4,096)
+        while capacity < 8 * expected and capacity < SPARSE_SLOTS:
             capacity *= 2
         self.slots = np.zeros(capacity * 3, np.uint64)
         self.count = 0
