@@ -413,13 +413,17 @@ class Engine:
             table = StringCodes(triggers.len())
             table.add(triggers)
             # an eager gather: the lazy one rechunked the columns first (0.01 -> 0.07-0.5 s)
-            holding = rows.select(pl.col("event_id", "_seq").gather(pl.Series(table.rows_in(rows["event_id"])))).lazy()
+            holding = rows.select(pl.col("event_id", "_seq").gather(pl.Series(table.rows_in(rows["event_id"]))))
         else:
-            holding = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted))
-        # numbered within the partition (docs/streaming.md)
-        same = holding.with_columns(_LANE).with_columns(
-            pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
+            holding = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).collect()
         before = [part.with_columns(pl.lit(number, pl.Int64).alias("_lane")) for number, part in earlier if part.height]
+        if holding.height == triggers.len() and not before:
+            # each trigger's event_id is held by one row, its own: every position is 0 (the
+            # common case of unique ids; numbering and joining 65,000 rows cost 0.05 s)
+            return pl.Series(np.zeros(found.height, np.int64))
+        # numbered within the partition (docs/streaming.md)
+        same = holding.lazy().with_columns(_LANE).with_columns(
+            pl.int_range(pl.len()).over("_lane", "event_id").cast(pl.Int64).alias("_p")).collect()
         if before:
             same = same.join(pl.concat(before).rename({"_eid": "event_id"}), on=["_lane", "event_id"],
                              how="left").with_columns((pl.col("_p") + pl.col("_n").fill_null(0)).alias("_p"))
