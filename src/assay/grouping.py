@@ -2,8 +2,8 @@
 
 Each thread counts the codes of its part of the rows; every (code, part) then has its slice
 of the output (part 0's rows of a code before part 1's, so the sort stays stable), and each
-thread places its part's rows into their slices. The kernels release the GIL. Same result
-as ``kernels.group_by_code``; used for large inputs.
+thread places its part's rows into their slices. The kernels release the GIL. Small inputs
+take ``sort_by_code``, the same two passes over every row on the calling thread.
 
 One counting pass and one placing pass replaced a two-pass LSD radix sort on 11-bit digits
 (four passes over the rows, three buffers of the rows' size): 10 M rows, 900 k codes,
@@ -35,6 +35,19 @@ def place(codes: np.ndarray, start: int, stop: int, slots: np.ndarray, order: np
         c = codes[i]
         order[slots[c]] = i
         slots[c] += 1
+
+
+@njit(cache=True, nogil=True)
+def sort_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort of rows by dense code on the calling thread: (order as int64, group_start)."""
+    n = codes.shape[0]
+    group_start = np.zeros(n_codes + 1, np.int64)
+    group_start[1:] = code_counts(codes, 0, n, n_codes)
+    for k in range(n_codes):
+        group_start[k + 1] += group_start[k]
+    order = np.empty(n, np.int64)
+    place(codes, 0, n, group_start[:-1].copy(), order)
+    return order, group_start
 
 
 def order_dtype(n: int) -> type:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .grouping import sort_by_code as group_by_code  # the one-thread grouping by key
+
 OP_GT, OP_GE, OP_LT, OP_LE, OP_EQ = 0, 1, 2, 3, 4
 OPS = {">": OP_GT, ">=": OP_GE, "<": OP_LT, "<=": OP_LE, "==": OP_EQ}
 
@@ -64,29 +66,6 @@ def gallop(values, start, end, x):
         else:
             hi = mid
     return start
-
-
-@njit(cache=True, nogil=True)
-def group_by_code(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable sort of rows by dense code: (order, group_start), one group per code.
-
-    A counting sort: one pass counts, one places each row at its code's next slot (measured
-    against the LSD radix sort on 11-bit digits it replaced, whose passes are each more
-    cache-friendly: the two passes cost less than its four; see ``grouping``).
-    """
-    n = codes.shape[0]
-    group_start = np.zeros(n_codes + 1, np.int64)
-    for i in range(n):
-        group_start[codes[i] + 1] += 1
-    for k in range(n_codes):
-        group_start[k + 1] += group_start[k]
-    slots = group_start[:-1].copy()
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        c = codes[i]
-        order[slots[c]] = i
-        slots[c] += 1
-    return order, group_start
 
 
 @njit(cache=True, nogil=True)
