@@ -79,6 +79,25 @@ def _key(words, data, bases, i):
     return w0, w1, _bytes_hash(data, pos, np.int64(length)), pos
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _probe(slots, arena, data, w0, w1, h, pos, mask):
+    """The slot of a row's string (view words ``w0``, ``w1``, hash ``h``; a long string's
+    bytes at ``data[pos:]``) and its code + 1 there, or the empty slot it would take and 0."""
+    length = np.int64(w0 & _LOW32)
+    s = np.int64(h) & mask
+    while True:
+        c = slots[3 * s + 2]
+        if c == 0:
+            return s, c
+        if slots[3 * s] == w0:
+            if length <= INLINE:
+                if slots[3 * s + 1] == w1:
+                    return s, c
+            elif _same_bytes(arena, np.int64(slots[3 * s + 1]), data, pos, length):
+                return s, c
+        s = (s + 1) & mask
+
+
 @njit(cache=True, nogil=True)
 def encode(words, valid, data, bases, first, slots, count, arena, arena_used, insert, codes):
     """Codes of rows ``first``.. of one chunk of views into ``codes`` (-1: no value, or not
@@ -98,18 +117,7 @@ def encode(words, valid, data, bases, first, slots, count, arena, arena_used, in
             continue
         w0, w1, h, pos = _key(words, data, bases, i)
         length = np.int64(w0 & _LOW32)
-        s = np.int64(h) & mask
-        while True:
-            c = slots[3 * s + 2]
-            if c == 0:
-                break
-            if slots[3 * s] == w0:
-                if length <= INLINE:
-                    if slots[3 * s + 1] == w1:
-                        break
-                elif _same_bytes(arena, np.int64(slots[3 * s + 1]), data, pos, length):
-                    break
-            s = (s + 1) & mask
+        s, c = _probe(slots, arena, data, w0, w1, h, pos, mask)
         if c != 0:
             codes[i] = np.int64(c) - 1
             continue
@@ -158,23 +166,6 @@ def bloom_of(slots, arena, n_words):
     return bloom
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _in_table(slots, arena, data, w0, w1, h, pos, mask):
-    length = np.int64(w0 & _LOW32)
-    s = np.int64(h) & mask
-    while True:
-        c = slots[3 * s + 2]
-        if c == 0:
-            return False
-        if slots[3 * s] == w0:
-            if length <= INLINE:
-                if slots[3 * s + 1] == w1:
-                    return True
-            elif _same_bytes(arena, np.int64(slots[3 * s + 1]), data, pos, length):
-                return True
-        s = (s + 1) & mask
-
-
 @njit(cache=True, nogil=True)
 def member_rows(words, valid, data, bases, short, slots, arena, bloom, first_row, out):
     """Rows of one chunk whose string is in the table, as ``first_row`` + position, into
@@ -189,7 +180,7 @@ def member_rows(words, valid, data, bases, short, slots, arena, bloom, first_row
             w0, w1 = _inline_words(words[i, 0], words[i, 1])
             h = _mix(w0, w1)
             w, bits = _bloom_word(h, n_words)
-            if valid[i] and bloom[w] & bits == bits and _in_table(slots, arena, data, w0, w1, h, 0, mask):
+            if valid[i] and bloom[w] & bits == bits and _probe(slots, arena, data, w0, w1, h, 0, mask)[1] != 0:
                 out[k] = first_row + i
                 k += 1
         return k
@@ -198,7 +189,7 @@ def member_rows(words, valid, data, bases, short, slots, arena, bloom, first_row
             continue
         w0, w1, h, pos = _key(words, data, bases, i)
         w, bits = _bloom_word(h, n_words)
-        if bloom[w] & bits == bits and _in_table(slots, arena, data, w0, w1, h, pos, mask):
+        if bloom[w] & bits == bits and _probe(slots, arena, data, w0, w1, h, pos, mask)[1] != 0:
             out[k] = first_row + i
             k += 1
     return k
