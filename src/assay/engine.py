@@ -405,11 +405,11 @@ class Engine:
         (``earlier``: per partition, the rows its ids had before this micro-batch)."""
         triggers = found["trigger_event_id"].unique()
         wanted = triggers.implode()
-        if self._all_ids is not None:
+        if self._all_ids is not None:  # the scan of every row is filtered to the triggers' ids
             source = self._all_ids if isinstance(self._all_ids, pl.LazyFrame) else self._all_ids().lazy()
-            rows = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
-                ["ts", "_seq"], maintain_order=True)
-        if rows.height >= MEMBER_SCAN_ROWS:  # a large batch: a Bloom-filtered pass over its ids
+            holding = source.filter(pl.col("event_id").is_in(wanted)).collect().sort(
+                ["ts", "_seq"], maintain_order=True).select("event_id", "_seq")
+        elif rows.height >= MEMBER_SCAN_ROWS:  # a large batch: a Bloom-filtered pass over its ids
             table = StringCodes(triggers.len())
             table.add(triggers)
             # an eager gather: the lazy one rechunked the columns first (0.01 -> 0.07-0.5 s)
