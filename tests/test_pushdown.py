@@ -132,9 +132,9 @@ def test_the_footer_tells_which_text_columns_hold_no_empty_value(tmp_path):
     rows = frame().with_columns(pl.Series("channel", ["web", "web", "app", "app", "", "app"]),
                                 pl.Series("note", ["x", None, "y", "z", "x", "y"]))
     rows.write_parquet(path, row_group_size=2)
-    _, n, never_empty = _clean_footer(path, {})
-    assert n == 6
-    assert "channel" not in never_empty and "note" in never_empty and "item" in never_empty
+    footer = _clean_footer(path, {})
+    assert footer is not None and footer.rows == 6 and footer.row_groups == [2, 2, 2]
+    assert "channel" not in footer.never_empty and "note" in footer.never_empty and "item" in footer.never_empty
     spec = COMBOS.replace('where: "amount > 50"', "where: \"channel != 'app'\"")
     assert assay.run(spec, path).equals(assay.run(spec, rows))
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import polars as pl
 
+from .coded_rows import read_coded
 from .durations import parse_duration
 from .engine import Engine
 from .errors import UsageError
 from .events import ReadResult, read_events
 from .lazy import kernels
-from .pushdown import read_relevant
+from .pushdown import file_scans, relevant_rows
 from .scenarios import Scenario, ScenarioFile, load_scenarios
 
 ScenarioSource = str | Path | ScenarioFile | Scenario | list[Scenario]
@@ -33,7 +34,15 @@ class RunResult:
     seconds: float
     read_seconds: float
     files: list[str] = field(default_factory=list)
-    events: pl.DataFrame | None = None
+    # the rows the scenarios read, or how to read them again (a run that kept only codes)
+    events_source: pl.DataFrame | Callable[[], pl.DataFrame] | None = None
+
+    @property
+    def events(self) -> pl.DataFrame | None:
+        """The rows the scenarios read (every column), e.g. for the evidence rows of a store."""
+        if callable(self.events_source):
+            self.events_source = self.events_source()
+        return self.events_source
 
     @property
     def rows_per_second(self) -> float:
@@ -73,14 +82,21 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     merged = {**spec.mapping, **(mapping or {})}
     needed = set().union(*(s.columns() for s in spec.scenarios))
     engine = Engine(spec)
-    fast = None
-    if isinstance(events, str | Path) or (isinstance(events, list | tuple)
-                                          and all(isinstance(e, str | Path) for e in events)):
-        paths = [Path(events)] if isinstance(events, str | Path) else [Path(e) for e in events]
-        fast = read_relevant(paths, merged, needed, engine.prefilter)
-    if fast is not None:
-        read: ReadResult = fast
-        rows_read = fast.rows_total
+    paths = _paths(events)
+    scans = file_scans(paths, merged, needed, engine.prefilter) if paths else None
+    coders = engine.coders() if scans is not None else None
+    # a scenario file of combination packs: the files' pages are read as codes when they can be
+    coded = read_coded(scans, coders, on_file) if scans is not None and coders is not None else None
+    all_ids: pl.LazyFrame | Callable[[], pl.DataFrame] | None = None
+    if coded is not None:
+        rows_read = coded.height
+        read = ReadResult(pl.DataFrame(), files=[str(p) for p in paths])
+    elif scans is not None:
+        fast = relevant_rows(scans)
+        read = fast
+        rows_read, held_ids = fast.rows_total, fast.events["event_id"]
+        if fast.events.height < fast.rows_total:  # else every row is at hand: no second look
+            all_ids = fast.all_ids
         if on_file:
             for name in fast.files:
                 on_file(name, 0)
@@ -89,21 +105,32 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
                            columns=needed)
         rows_read = read.events.height + read.rejects.height
     read_done = time.perf_counter()
-    all_ids = fast.all_ids if fast is not None else None
-    if fast is not None and read.events.height == fast.rows_total:
-        all_ids = None  # every row is relevant and in memory: no second look at the files
-    elif fast is not None and fast.all_ids is not None and read.events.height * 20 < fast.rows_total:
+    if isinstance(all_ids, pl.LazyFrame) and held_ids.len() * 20 < rows_read:
         # few relevant rows: the rows sharing an event_id with one of them (trigger positions
         # need them) are read from the full file while the kernels load and run, not after
-        scan = fast.all_ids.filter(pl.col("event_id").is_in(read.events["event_id"].unique().implode()))
+        scan = all_ids.filter(pl.col("event_id").is_in(held_ids.unique().implode()))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
         ids = pool.submit(scan.collect)
         pool.shutdown(wait=False)
         all_ids = ids.result
     warming.join()
-    alerts = engine.run_batch(read.events, progress=on_detector, all_ids=all_ids)
+    if coded is not None:
+        alerts = engine.run_coded(coded, progress=on_detector)
+        source: pl.DataFrame | Callable[[], pl.DataFrame] = coded.events
+    else:
+        alerts = engine.run_batch(read.events, progress=on_detector, all_ids=all_ids)
+        source = read.events
     return RunResult(alerts, spec, rows_read, read.rejects, time.perf_counter() - started,
-                     read_done - started, read.files, read.events)
+                     read_done - started, read.files, source)
+
+
+def _paths(events: object) -> list[Path]:
+    """The files ``events`` names (none: it is data, not paths)."""
+    if isinstance(events, str | Path):
+        return [Path(events)]
+    if isinstance(events, list | tuple) and events and all(isinstance(e, str | Path) for e in events):
+        return [Path(e) for e in events]
+    return []
 
 
 def stream(scenarios: ScenarioSource, *, lateness: str | None = None) -> Engine:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -15,6 +17,9 @@ from .scenarios import Scenario
 from .sorted_view import epoch_us
 from .views import StringCodes, string_codes
 from .windowed import MAX_EVIDENCE, WindowedDetector, empty_candidates
+
+if TYPE_CHECKING:
+    from .coded_rows import CodedRows
 
 # Combination packs over at least this many rows run their kernel on KERNEL_THREADS threads
 SPLIT_ROWS = 200_000
@@ -60,32 +65,72 @@ class CombinationDetector(WindowedDetector):
             return super().update(rows, retain=retain, index=index)
         return self._update_batch(rows, index)
 
+    def item_table(self) -> StringCodes:
+        """The pack's items, coded in its own order."""
+        if self._item_table is None:
+            table = StringCodes(len(self.item_codes))
+            table.add(self._names)  # codes are the pack's own: names in code order
+            self._item_table = table
+        return self._item_table
+
+    def item_lookup(self) -> StringCodes | None:
+        """The pack's items when a row's item, key and time are all it reads (``coded_rows``)."""
+        return self.item_table() if self.where_tree is None else None
+
+    def row_items(self, rows: pl.DataFrame) -> np.ndarray:
+        """Each row's code among the pack's items (int32); -1 for another item or none, and for
+        a row its ``where`` leaves out (a row without a key is left out by its key code)."""
+        table = self.item_table()
+        items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
+        if self.where_tree is not None:
+            relevant = WindowedDetector.relevance(self, rows)
+            items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
+        return items
+
     def _update_batch(self, rows: pl.DataFrame, index: BatchIndex) -> pl.DataFrame:
         """A whole batch with no state before or after it: item and key codes read from the
         columns' own memory (``views``) and rows grouped by key code, without the copy of the
         relevant rows that a stream's micro-batches retain (README, Performance: memory a run
         touches for the first time is much of a batch run's cost)."""
-        relevant = WindowedDetector.relevance(self, rows)  # the key and ``where``; raises as usual
-        if self._item_table is None:
-            self._item_table = StringCodes(len(self.item_codes))
-            self._item_table.add(self._names)  # codes are the pack's own: names in code order
-        table = self._item_table
+        WindowedDetector.relevance(self, rows)  # the key and ``where``; raises as usual
 
         def beside_the_keys() -> tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]:
             """What needs no key codes, on a thread of its own while they are made (the
             kernels and Polars release the GIL): item codes, times, and the grouping's
             buffer written once (memory first touched costs; see ``grouping.scratch``)."""
-            items = table.find(rows["item"]) if "item" in rows.columns else np.full(rows.height, -1, np.int32)
-            if self.where_tree is not None:
-                items[~rows.select(relevant.fill_null(False)).to_series().to_numpy()] = -1
+            items = self.row_items(rows)
             ts, item_bits = self._packed(rows["ts"], items)
-            buffers = group_buffers(rows.height)
-            return items, ts, item_bits, buffers
+            return items, ts, item_bits, group_buffers(rows.height)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
             coding = pool.submit(beside_the_keys)
             keys, n_keys = index.cached(f"views:{self.key}", lambda: string_codes(rows[self.key]))
             items, ts, item_bits, buffers = coding.result()
+        key, ts_expr = self._key_and_ts(rows.schema)
+
+        def rows_at(wanted: np.ndarray) -> pl.DataFrame:
+            return rows.select(pl.col(self.key, "ts", "event_id", "_seq").gather(pl.Series(wanted))).select(
+                key.alias("_key"), ts_expr.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
+
+        return self._run_batch(keys, n_keys, items, ts, item_bits, buffers, rows_at)
+
+    def update_coded(self, coded: CodedRows, number: int) -> pl.DataFrame:
+        """A whole batch read as codes (``coded_rows``; ``number``: this detector's place
+        among the packs it was read for)."""
+        items = coded.items[number]
+        keys, n_keys = coded.key_codes(self.key)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
+            buffering = pool.submit(group_buffers, coded.height)
+            ts, item_bits = self._packed(pl.Series(coded.ts), items)
+            buffers = buffering.result()
+        return self._run_batch(keys, n_keys, items, ts, item_bits, buffers,
+                               lambda wanted: coded.rows_at(self.key, wanted))
+
+    def _run_batch(self, keys: np.ndarray, n_keys: int, items: np.ndarray, ts: np.ndarray, item_bits: int,
+                   buffers: list[np.ndarray], rows_at: Callable[[np.ndarray], pl.DataFrame]) -> pl.DataFrame:
+        """Rows grouped by key code, the kernel over them, and candidates from the rows
+        ``rows_at`` gives (``_key``, ``_ts``, ``_eid``, ``_seq``): only the alerts' rows and
+        their evidence are read as text."""
         used = (items >= 0) & (keys >= 0)
         # rows without an item of the pack or a key: a group of their own past the keys', cut off
         codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
@@ -101,13 +146,9 @@ class CombinationDetector(WindowedDetector):
             self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order, item_bits)
         if found.size == 0:
             return empty_candidates()
-        # only the alerts' rows and their evidence are read from the batch's columns
-        wanted = np.concatenate([order[found], order[ev_rows]])
-        key, ts = self._key_and_ts(rows.schema)
-        chunk = rows.select(pl.col(self.key, "ts", "event_id", "_seq").gather(pl.Series(wanted))).select(
-            key.alias("_key"), ts.alias("_ts"), pl.col("event_id").alias("_eid"), "_seq")
+        chunk = rows_at(np.concatenate([order[found], order[ev_rows]]))
         return self._candidates(chunk, None, np.arange(found.size), combos, values.astype(np.float64), ev_ptr,
-                                np.arange(found.size, wanted.size), ev_total)
+                                np.arange(found.size, chunk.height), ev_total)
 
     def _packed(self, ts: pl.Series, items: np.ndarray) -> tuple[np.ndarray, int]:
         """Each row's time (from the batch's first) and item code in one int64, and the bits

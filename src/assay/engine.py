@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from .alerts import ALERT_SCHEMA, alert_ids, empty_alerts
+from .coded_rows import CodedRows, PackCoder
 from .detectors import MAX_EVIDENCE, Detector, build_detectors
 from .event_rows import EventRows
 from .keys import BatchIndex
@@ -309,15 +310,53 @@ class Engine:
         lane.next_seq += n
         return out
 
+    def run_coded(self, coded: CodedRows, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+        """A batch read as codes (``coded_rows.read_coded`` for ``coders()``): every row of
+        its files, so trigger positions need no second look at them."""
+        coded = coded.in_canonical_order()
+        self._all_ids = None
+        number = {id(det): i for i, det in enumerate(self.detectors)}
+        found = self._update_all(lambda det: det.update_coded(coded, number[id(det)]), progress)  # type: ignore[attr-defined]
+        return self._assemble(coded.id_rows(), found, [])
+
+    def coders(self) -> list[PackCoder] | None:
+        """The detectors, when every one can evaluate a batch from codes (else None)."""
+        if all(callable(getattr(det, "update_coded", None)) for det in self.detectors):
+            return self.detectors  # type: ignore[return-value]
+        return None
+
     def _evaluate(self, rows: pl.DataFrame, progress: Callable[[int, int], None] | None = None,
                   batch: bool = False) -> pl.DataFrame:
         index = BatchIndex(rows)
+        counting = None
+        if not batch and self._parallel():  # this micro-batch's rows per event_id, beside the detectors
+            counting = self._executor().submit(self._count_events, rows)
+        found = self._update_all(lambda det: det.update(rows, retain=not batch, index=index), progress)
+        if batch:
+            earlier = []  # no counts kept: a batch has every row at hand
+        else:
+            earlier = counting.result() if counting is not None else self._count_events(rows)
+        return self._assemble(rows, found, earlier)
+
+    def _parallel(self) -> bool:
+        return len(self.detectors) > 1 and self.workers > 1
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # detectors are independent; kernels and Polars release the GIL. The pool lives as
+        # long as the engine: a stream pushes tens of micro-batches a second
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay")
+        return self._pool
+
+    def _update_all(self, update: Callable[[Detector], pl.DataFrame],
+                    progress: Callable[[int, int], None] | None) -> list[tuple[Detector, pl.DataFrame]]:
+        """Each detector's candidates (``update`` of it), on the pool when there are several."""
         done = [0]
         lock = threading.Lock()
 
-        def update(det: Detector) -> pl.DataFrame:
+        def timed(det: Detector) -> pl.DataFrame:
             started = time.perf_counter()
-            out = det.update(rows, retain=not batch, index=index)
+            out = update(det)
             self._took[id(det)] = time.perf_counter() - started
             if progress:
                 with lock:
@@ -325,27 +364,15 @@ class Engine:
                     progress(done[0], len(self.detectors))
             return out
 
-        counting = None
-        if len(self.detectors) > 1 and self.workers > 1:
-            # detectors are independent; kernels and Polars release the GIL. The pool lives as
-            # long as the engine: a stream pushes tens of micro-batches a second
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="assay")
-            if not batch:  # this micro-batch's rows per event_id, counted beside the detectors
-                counting = self._pool.submit(self._count_events, rows)
+        if self._parallel():
             # the slowest last time first: two threads finish together (the pack of combinations
             # started last had kept one thread busy while the other idled)
             order = sorted(range(len(self.detectors)), key=lambda i: -self._took.get(id(self.detectors[i]), 0.0))
-            futures = {i: self._pool.submit(update, self.detectors[i]) for i in order}
+            futures = {i: self._executor().submit(timed, self.detectors[i]) for i in order}
             results = [futures[i].result() for i in range(len(self.detectors))]
         else:
-            results = [update(det) for det in self.detectors]
-        found = list(zip(self.detectors, results, strict=True))
-        if batch:
-            earlier = []  # no counts kept: a batch has every row at hand
-        else:
-            earlier = counting.result() if counting is not None else self._count_events(rows)
-        return self._assemble(rows, found, earlier)
+            results = [timed(det) for det in self.detectors]
+        return list(zip(self.detectors, results, strict=True))
 
     def _count_events(self, rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
         """Add this micro-batch's rows per event_id to each partition's counts; returns, per
@@ -402,7 +429,8 @@ class Engine:
 
     def _positions(self, rows: pl.DataFrame, found: pl.DataFrame, earlier: list[tuple[int, pl.DataFrame]]) -> pl.Series:
         """Position of each trigger row among the rows sharing its event_id, in canonical order
-        (``earlier``: per partition, the rows its ids had before this micro-batch)."""
+        (``earlier``: per partition, the rows its ids had before this micro-batch; ``rows``
+        without ``_seq``: a row's arrival number is its position)."""
         triggers = found["trigger_event_id"].unique()
         wanted = triggers.implode()
         if self._all_ids is not None:  # the scan of every row is filtered to the triggers' ids
@@ -412,10 +440,14 @@ class Engine:
         elif rows.height >= MEMBER_SCAN_ROWS:  # a large batch: a Bloom-filtered pass over its ids
             table = StringCodes(triggers.len())
             table.add(triggers)
+            at = pl.Series("_seq", table.rows_in(rows["event_id"]))
             # an eager gather: the lazy one rechunked the columns first (0.01 -> 0.07-0.5 s)
-            holding = rows.select(pl.col("event_id", "_seq").gather(pl.Series(table.rows_in(rows["event_id"]))))
+            holding = rows.select(pl.col("event_id", "_seq").gather(at)) if "_seq" in rows.columns else (
+                pl.DataFrame([rows["event_id"].gather(at), at]))
         else:
-            holding = rows.lazy().select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).collect()
+            ids = rows.lazy() if "_seq" in rows.columns else rows.lazy().with_row_index("_seq").with_columns(
+                pl.col("_seq").cast(pl.Int64))
+            holding = ids.select("event_id", "_seq").filter(pl.col("event_id").is_in(wanted)).collect()
         before = [part.with_columns(pl.lit(number, pl.Int64).alias("_lane")) for number, part in earlier if part.height]
         if holding.height == triggers.len() and not before:
             # each trigger's event_id is held by one row, its own: every position is 0 (the

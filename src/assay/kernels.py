@@ -264,9 +264,10 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
         grouping.code_counts(small, 0, 1, 1)
         grouping.place(small, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int32))
     if "combination" in kinds:
-        from . import combination_kernels
+        from . import combination_kernels, parquet_kernels
 
         combination_kernels.warm_up()
+        parquet_kernels.warm_up()  # a batch of packs reads Parquet pages as codes
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)

@@ -43,15 +43,25 @@ class PushdownResult(ReadResult):
     rows_total: int = 0
 
 
+@dataclass
+class Footer:
+    """What the fast path reads of a file's footer."""
+
+    schema: pl.Schema
+    rows: int
+    never_empty: set[str]  # text columns no row group holds an empty value of
+    row_groups: list[int]  # rows in each row group
+    meta: pq.FileMetaData
+
+
 def eligible(path: Path, mapping: Mapping[str, str]) -> bool:
     """True when Parquet statistics show the required columns hold no bad values."""
     return _clean_footer(path, mapping) is not None
 
 
-def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, int, set[str]] | None:
-    """(schema, row count, text columns no row group holds an empty value of) from the
-    file's footer, read once, when its statistics prove the required columns clean; None
-    when the fast path does not apply."""
+def _clean_footer(path: Path, mapping: Mapping[str, str]) -> Footer | None:
+    """What the fast path needs of a file's footer, read once, when its statistics prove the
+    required columns clean; None when the fast path does not apply."""
     if not path.name.lower().endswith((".parquet", ".pq")):
         return None
     try:
@@ -77,7 +87,8 @@ def _clean_footer(path: Path, mapping: Mapping[str, str]) -> tuple[pl.Schema, in
                 return None
         if dtype == pl.String and source not in never_empty:
             return None  # a row group may hold an empty required value
-    return pl.Schema(schema), meta.num_rows, never_empty
+    groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return Footer(pl.Schema(schema), meta.num_rows, never_empty, groups, meta)
 
 
 def _never_empty(meta: pq.FileMetaData, names: list[str], schema: dict[str, pl.DataType]) -> set[str]:
@@ -88,23 +99,75 @@ def _never_empty(meta: pq.FileMetaData, names: list[str], schema: dict[str, pl.D
         if schema.get(name) != pl.String:
             continue
         groups = (meta.row_group(g).column(col).statistics for g in range(meta.num_row_groups))
-        if all(stats is not None and stats.has_min_max and stats.min not in ("", None) for stats in groups):
-            out.add(name)
+        try:
+            if all(stats is not None and stats.has_min_max and stats.min not in ("", None) for stats in groups):
+                out.add(name)
+        except UnicodeDecodeError:  # a minimum that is not text: the reader will say where
+            continue
     return out
 
 
-def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
-                  prefilter: Prefilter) -> PushdownResult | None:
-    """Relevant rows of Parquet files, or None when the fast path does not apply."""
+@dataclass
+class FileScan:
+    """One Parquet file's relevant rows as a query. ``relevant`` collects those of a range of
+    its rows (all of them by default), as the reader would give them: a batch may read a
+    file a few row groups at a time and keep only what each part is reduced to."""
+
+    path: Path
+    offset: int  # the arrival number of the file's first row (files are numbered on)
+    footer: Footer
+    columns: list[str]  # the file's columns the run reads
+    renames: dict[str, str]  # file column -> canonical name
+    ts: pl.Expr  # ``ts`` in microseconds, UTC
+    numbers: list[pl.Expr]  # the other columns' types and defaults (``_clean_columns``)
+    texts: list[str]  # text columns whose empty values are no values
+    select: list[pl.Expr]  # the reader's columns, in its order
+    filter: pl.Expr
+    mapping: Mapping[str, str]
+
+    def _scan(self, start: int = 0, length: int | None = None) -> pl.LazyFrame:
+        # the scan's own row index, numbered on from the files before, is the arrival
+        # position; the row's number in its file is derived from it when a message needs it
+        scan = pl.scan_parquet(self.path, row_index_name="_seq", row_index_offset=self.offset)
+        if length is not None:
+            scan = scan.slice(start, length)
+        return scan.select(["_seq", *self.columns]).rename(self.renames).with_columns(pl.col("_seq").cast(pl.Int64))
+
+    def all_ids(self) -> pl.LazyFrame:
+        """(event_id, ts, _seq) of every row of the file, for trigger positions."""
+        return self._scan().select(pl.col("event_id").cast(pl.String), self.ts.cast(TS_DTYPE).alias("ts"),
+                                   pl.col("_seq"))
+
+    def relevant(self, start: int = 0, length: int | None = None) -> pl.DataFrame:
+        """The relevant rows among the file's rows ``start`` to ``start + length``."""
+        # the footer proved the required columns clean: what the reader's validation would
+        # still do (types, defaults, empty text as no value) is part of the scan's plan. Text
+        # is cleaned after the filter, which then stays inside the scan: a row the filter
+        # keeps once its empty texts are no values it also keeps before (a ``where`` is false
+        # where a column it reads is empty), so filtering again after cleaning is exact
+        rows = self._scan(start, length).with_columns(self.ts.alias("ts"), *self.numbers).filter(
+            self.filter).select(self.select).collect()
+        empty = [c for c in self.texts if self.mapping.get(c, c) not in self.footer.never_empty
+                 and bool((rows[c].str.len_bytes() == 0).any())]
+        if empty:
+            rows = rows.with_columns(
+                pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in empty).filter(self.filter)
+        return rows
+
+
+def file_scans(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
+               prefilter: Prefilter) -> list[FileScan] | None:
+    """Each file's relevant rows as a query, or None when the fast path does not apply."""
     footers = [_clean_footer(p, mapping) for p in paths]
     if not paths or any(f is None for f in footers):
         return None
     wanted = {mapping.get(c, c) for c in set(columns) | set(REQUIRED)} | set(mapping.values())
     renames = {v: k for k, v in mapping.items()}
-    frames, ids = [], []
+    scans = []
     offset = 0
     for path, footer in zip(paths, footers, strict=True):
-        schema, n_rows, never_empty = footer  # type: ignore[misc]
+        assert footer is not None
+        schema = footer.schema
         if "alert_id" in schema:
             return None  # let the ordinary reader refuse it with its message
         cols = [c for c in schema if c in wanted]
@@ -113,11 +176,6 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
         expr = prefilter(typed)
         if expr is None:
             return None
-        # the scan's own row index, numbered on from the files before, is the arrival
-        # position; the row's number in its file is derived from it when a message needs it
-        scan = pl.scan_parquet(path, row_index_name="_seq", row_index_offset=offset).select(["_seq", *cols])
-        scan = scan.rename({c: renames[c] for c in cols if c in renames}).with_columns(
-            pl.col("_seq").cast(pl.Int64))
         ts_source = mapping.get("ts", "ts")
         ts_expr = pl.col("ts")
         if isinstance(schema[ts_source], pl.Date):
@@ -126,31 +184,34 @@ def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[st
             ts_expr = ts_expr.dt.cast_time_unit("us").dt.replace_time_zone("UTC")
         else:
             ts_expr = ts_expr.dt.cast_time_unit("us").dt.convert_time_zone("UTC")
-        seq = pl.col("_seq")
-        ids.append(scan.select(pl.col("event_id").cast(pl.String), ts_expr.cast(TS_DTYPE).alias("ts"), seq))
         present = {renames.get(c, c) for c in cols}
-        clean = _clean_columns(scan.collect_schema(), present, typed)
+        scan_schema = pl.Schema({"_seq": pl.Int64, **{renames.get(c, c): schema[c] for c in cols}})
+        clean = _clean_columns(scan_schema, present, typed)
         if clean is None:
             return None
-        # the footer proved the required columns clean: what the reader's validation would
-        # still do (types, defaults, empty text as no value) is part of the scan's plan. Text
-        # is cleaned after the filter, which then stays inside the scan: a row the filter
-        # keeps once its empty texts are no values it also keeps before (a ``where`` is false
-        # where a column it reads is empty), so filtering again after cleaning is exact
         numbers, texts = clean
-        relevant = scan.with_columns(ts_expr.alias("ts"), *numbers).filter(expr).select(
-            *[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns if c != "_row"],
-            seq, pl.lit(offset - 1, dtype=pl.Int64).alias(ROW_BASE)).collect()
-        empty = [c for c in texts if mapping.get(c, c) not in never_empty
-                 and bool((relevant[c].str.len_bytes() == 0).any())]
-        if empty:
-            relevant = relevant.with_columns(
-                pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in empty).filter(expr)
-        frames.append(relevant)
-        offset += n_rows
+        select = [*[pl.lit(str(path)).alias(c) if c == "_file" else pl.col(c) for c in typed.columns if c != "_row"],
+                  pl.col("_seq"), pl.lit(offset - 1, dtype=pl.Int64).alias(ROW_BASE)]
+        scans.append(FileScan(path, offset, footer, cols, {c: renames[c] for c in cols if c in renames},
+                              ts_expr, numbers, texts, select, expr, mapping))
+        offset += footer.rows
+    return scans
+
+
+def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
+                  prefilter: Prefilter) -> PushdownResult | None:
+    """Relevant rows of Parquet files, or None when the fast path does not apply."""
+    scans = file_scans(paths, mapping, columns, prefilter)
+    return relevant_rows(scans) if scans is not None else None
+
+
+def relevant_rows(scans: list[FileScan]) -> PushdownResult:
+    """The relevant rows of every file, in one frame."""
+    frames = [scan.relevant() for scan in scans]
     events = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-    return PushdownResult(events, empty_rejects(), [str(p) for p in paths],
-                          all_ids=pl.concat(ids), rows_total=offset)
+    return PushdownResult(events, empty_rejects(), [str(s.path) for s in scans],
+                          all_ids=pl.concat([s.all_ids() for s in scans]),
+                          rows_total=sum(s.footer.rows for s in scans))
 
 
 def _clean_columns(schema: pl.Schema, present: set[str], typed: pl.DataFrame) -> tuple[list[pl.Expr], list[str]] | None:

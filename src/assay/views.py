@@ -77,33 +77,44 @@ class StringCodes:
     def __len__(self) -> int:
         return self.count
 
-    def add(self, values: pl.Series) -> np.ndarray:
-        return self._code(values, True)
+    def add(self, values: pl.Series, out: np.ndarray | None = None) -> np.ndarray:
+        """Codes of ``values`` (int32; into ``out`` when given), new strings given new codes."""
+        return self._code(values, True, out)
 
-    def find(self, values: pl.Series) -> np.ndarray:
-        return self._code(values, False)
+    def find(self, values: pl.Series, out: np.ndarray | None = None) -> np.ndarray:
+        return self._code(values, False, out)
 
-    def _code(self, values: pl.Series, insert: bool) -> np.ndarray:
+    def _code(self, values: pl.Series, insert: bool, out: np.ndarray | None = None) -> np.ndarray:
         text = values if values.dtype == pl.String else values.cast(pl.String)
-        out = np.empty(text.len(), np.int32)
+        if out is None:
+            out = np.empty(text.len(), np.int32)
+        elif out.shape != (text.len(),) or out.dtype != np.int32:
+            raise ValueError(f"out: {text.len()} int32 values expected")
         done = 0
         for words, valid, data, bases in _view_chunks(text):
             n = words.shape[0]
-            codes = out[done:done + n]
-            row = 0
-            while True:
-                if data is None:
-                    row, self.count = view_kernels.encode_short(words, valid, row, self.slots, self.count,
-                                                                insert, codes)
-                else:
-                    row, self.count, self.arena_used = view_kernels.encode(
-                        words, valid, data, bases, row, self.slots, self.count, self.arena,
-                        self.arena_used, insert, codes)
-                if row == n:
-                    break
-                self._grow()
+            self.code_views(words, valid, data, bases, insert, out[done:done + n])
             done += n
         return out
+
+    def code_views(self, words: np.ndarray, valid: np.ndarray, data: np.ndarray | None, bases: np.ndarray,
+                   insert: bool, codes: np.ndarray) -> None:
+        """Codes of strings given as Arrow views ((n, 2) uint64; ``data``: the bytes of those
+        longer than ``view_kernels.INLINE``, read-only, None when there are none; ``bases``:
+        each data buffer's start in it) into ``codes``."""
+        n = words.shape[0]
+        row = 0
+        while True:
+            if data is None:
+                row, self.count = view_kernels.encode_short(words, valid, row, self.slots, self.count,
+                                                            insert, codes)
+            else:
+                row, self.count, self.arena_used = view_kernels.encode(
+                    words, valid, data, bases, row, self.slots, self.count, self.arena,
+                    self.arena_used, insert, codes)
+            if row == n:
+                return
+            self._grow()
 
     def rows_in(self, values: pl.Series, parts: int = 2) -> np.ndarray:
         """Positions (int64, ascending) of the rows whose value is in the table: one pass on

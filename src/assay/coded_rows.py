@@ -1,0 +1,295 @@
+"""A batch of combination packs read from Parquet as codes, without the rows' text.
+
+Packs without a ``where`` read three columns of a row: its key, its item and its time.
+Read by Polars, the key and the item become a 16-byte string view per row, each coded
+back into an integer by a hash-table probe; memory a process touches for the first time
+is much of a batch run's cost here (README, Performance). Here they are read page by page
+(``parquet_pages``): each row group's dictionary is coded once, and a row's code is its
+dictionary index looked up in the codes of that dictionary. The event ids, which alerts
+carry as text, are read by Polars meanwhile.
+
+Row groups are decoded on two threads; the key dictionaries are coded into the one key
+table in file order (a row group waits for the one before it there), so codes do not
+depend on which thread ran first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from . import parquet_pages as pp
+from .errors import InputError
+from .pushdown import FileScan
+from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
+
+# packs reading fewer rows than this share of the first row group's are read with the
+# scan's filter instead (Polars then decodes the other columns of the relevant rows only)
+MIN_RELEVANT_SHARE = 0.25
+THREADS = 2
+_NO_BASES = np.zeros(1, np.int64)
+
+
+class PackCoder(Protocol):
+    """A detector that evaluates a batch from key, item and time codes (``CombinationDetector``)."""
+
+    key: str
+
+    def item_lookup(self) -> StringCodes | None:
+        """Its items' codes; None when it reads more of a row than key, item and time."""
+        ...
+
+
+@dataclass
+class CodedRows:
+    """The rows of a batch's files in arrival order (``in_canonical_order`` sorts them by
+    time), as codes: per key column each row's code (int32, -1: no value) and the text of
+    each code; per pack each row's item code (-1: not one of its items)."""
+
+    ts: np.ndarray  # int64 epoch microseconds
+    seq: np.ndarray | None  # arrival numbers (None: row i's is i)
+    event_ids: pl.Series
+    keys: dict[str, tuple[np.ndarray, pl.Series]]
+    items: list[np.ndarray]
+    scans: list[FileScan]
+
+    @property
+    def height(self) -> int:
+        return int(self.ts.shape[0])
+
+    def key_codes(self, column: str) -> tuple[np.ndarray, int]:
+        codes, values = self.keys[column]
+        return codes, values.len()
+
+    def rows_at(self, column: str, rows: np.ndarray) -> pl.DataFrame:
+        """Rows as alert candidates carry them: ``_key`` (text), ``_ts``, ``_eid``, ``_seq``."""
+        codes, values = self.keys[column]
+        return pl.DataFrame({"_key": values.gather(codes[rows]), "_ts": self.ts[rows],
+                             "_eid": self.event_ids.gather(rows),
+                             "_seq": self.seq[rows] if self.seq is not None else rows.astype(np.int64)})
+
+    def id_rows(self) -> pl.DataFrame:
+        """``event_id`` of every row, and ``_seq`` unless it is the row's position."""
+        if self.seq is None:
+            return pl.DataFrame({"event_id": self.event_ids})
+        return pl.DataFrame({"event_id": self.event_ids, "_seq": self.seq})
+
+    def events(self) -> pl.DataFrame:
+        """The relevant rows with every column, as the reader gives them (read again)."""
+        frames = [scan.relevant() for scan in self.scans]
+        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+    def in_canonical_order(self) -> CodedRows:
+        """Sorted by ts, ties in arrival order (the rows as they are when already so)."""
+        ts = self.ts
+        if ts.shape[0] < 2 or bool((ts[1:] >= ts[:-1]).all()):
+            return self
+        order = np.argsort(ts, kind="stable")
+        seq = self.seq[order] if self.seq is not None else order.astype(np.int64)
+        keys = {k: (codes[order], values) for k, (codes, values) in self.keys.items()}
+        return CodedRows(ts[order], seq, self.event_ids.gather(order), keys,
+                         [items[order] for items in self.items], self.scans)
+
+
+@dataclass
+class _File:
+    scan: FileScan
+    key_sources: dict[str, str]  # key column -> the file's column
+    item: str
+    ts: str
+    scale: tuple[int, int]  # ts to microseconds: (multiply, floor-divide)
+    groups: list[dict[str, pp.Column]]  # per row group, by the file's column name
+
+
+def read_coded(scans: list[FileScan], coders: Sequence[PackCoder],
+               on_file: Callable[[str, int], None] | None = None) -> CodedRows | None:
+    """Every row of the scans' files as codes; None when a file cannot be read here or the
+    packs read few of its rows (``MIN_RELEVANT_SHARE``): the caller reads them with Polars."""
+    tables = [c.item_lookup() for c in coders]
+    if not scans or not coders or any(t is None for t in tables):
+        return None
+    items = [t for t in tables if t is not None]
+    try:
+        files = [_plan(scan, coders) for scan in scans]
+    except pp.Unsupported:
+        return None
+    if files[0].groups and _relevant_share(files[0], items) < MIN_RELEVANT_SHARE:
+        return None
+    return _Reader(files, coders, items).read(on_file)
+
+
+def _plan(scan: FileScan, coders: Sequence[PackCoder]) -> _File:
+    """What to read of a file, checked against what ``parquet_pages`` reads."""
+    schema, mapping = scan.footer.schema, scan.mapping
+    keys = {c.key: mapping.get(c.key, c.key) for c in coders}
+    item, ts = mapping.get("item", "item"), mapping.get("ts", "ts")
+    for source in [*keys.values(), item]:
+        if schema.get(source) != pl.String:
+            raise pp.Unsupported(f"{source} is not text")
+    dtype = schema.get(ts)
+    if not isinstance(dtype, pl.Datetime) or dtype.time_unit not in pp.TIME_UNITS_PER_US:
+        raise pp.Unsupported(f"{ts} is not a timestamp")
+    names = list(dict.fromkeys([*keys.values(), item, ts]))
+    groups = [{c.name: c for c in pp.columns_of(scan.footer.meta, g, names)}
+              for g in range(len(scan.footer.row_groups))]
+    for group, rows in zip(groups, scan.footer.row_groups, strict=True):
+        if any(c.values != rows for c in group.values()):
+            raise pp.Unsupported("a column's values are not one per row")
+    return _File(scan, keys, item, ts, pp.TIME_UNITS_PER_US[dtype.time_unit], groups)
+
+
+def _relevant_share(file: _File, items: list[StringCodes]) -> float:
+    """The share of the first row group's rows holding an item of some pack."""
+    column = file.groups[0][file.item]
+    pages = list(pp.pages(file.scan.path, column))
+    relevant = np.zeros(column.values, np.bool_)
+    for table in items:
+        relevant |= pp.decode(pages, column, file.scan.path, _finder(file.scan.path, column, table), -1,
+                              np.dtype(np.int32)) >= 0
+    return float(relevant.mean()) if relevant.size else 1.0
+
+
+class _Reader:
+    """One read of the files' row groups into the arrays of ``CodedRows``."""
+
+    def __init__(self, files: list[_File], coders: Sequence[PackCoder], items: list[StringCodes]):
+        self.files = files
+        self.items = items
+        total = sum(f.scan.footer.rows for f in files)
+        self.ts = np.empty(total, np.int64)
+        self.item_codes = [np.empty(total, np.int32) for _ in coders]
+        self.columns = list(dict.fromkeys(c.key for c in coders))
+        expected = min(total, max(1 << 16, min(total // EXPECTED_ROWS_PER_VALUE, 1 << 23)))
+        self.tables = {c: StringCodes(expected) for c in self.columns}
+        self.codes = {c: np.empty(total, np.int32) for c in self.columns}
+        self.values: dict[str, list[pl.Series]] = {c: [] for c in self.columns}
+        self.failed = False
+
+    def read(self, on_file: Callable[[str, int], None] | None) -> CodedRows | None:
+        # the event ids, read by Polars while the pages are decoded (its threads release the GIL)
+        ids_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
+        ids = ids_pool.submit(pl.concat([
+            pl.scan_parquet(f.scan.path).select(pl.col(f.scan.mapping.get("event_id", "event_id"))
+                                                .cast(pl.String).alias("event_id"))
+            for f in self.files]).collect)
+        ids_pool.shutdown(wait=False)
+        tasks = [(f, g, int(start)) for f in self.files
+                 for g, start in enumerate(np.cumsum([0, *f.scan.footer.row_groups])[:-1])]
+        offsets = np.cumsum([0, *[f.scan.footer.rows for f in self.files]])
+        turns = [threading.Event() for _ in range(len(tasks) + 1)]
+        turns[0].set()
+        futures: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="assay-pages") as pool:
+            for i, (f, g, start) in enumerate(tasks):
+                base = int(offsets[self.files.index(f)] + start)
+                futures.append(pool.submit(self._group, f, g, base, turns[i], turns[i + 1]))
+            try:
+                for fut in futures:
+                    fut.result()
+            except pp.Unsupported:
+                return None
+            finally:
+                self.failed = True  # any task still waiting for its turn gives up
+                for t in turns:
+                    t.set()
+        if on_file:
+            for f in self.files:
+                on_file(str(f.scan.path), 0)
+        keys = {c: (self.codes[c], _joined(self.values[c])) for c in self.columns}
+        return CodedRows(self.ts, None, ids.result()["event_id"], keys, self.item_codes,
+                         [f.scan for f in self.files])
+
+    def _group(self, file: _File, g: int, base: int, mine: threading.Event, next_turn: threading.Event) -> None:
+        """Decode one row group into rows ``base``.. of the arrays."""
+        path = file.scan.path
+        group = file.groups[g]
+        rows = slice(base, base + file.scan.footer.row_groups[g])
+        try:
+            key_pages = {c: list(pp.pages(path, group[src])) for c, src in file.key_sources.items()}
+            mine.wait()
+            if self.failed:
+                return
+            coded = {c: self._code_keys(c, path, group[src], key_pages[c]) for c, src in file.key_sources.items()}
+        finally:
+            next_turn.set()
+        for c, src in file.key_sources.items():
+            codes = coded[c]
+            self.codes[c][rows] = pp.decode(key_pages[c], group[src], path, lambda page, _, k=codes: k[id(page)],
+                                            -1, np.dtype(np.int32))
+        item_pages = list(pp.pages(path, group[file.item]))
+        for table, out in zip(self.items, self.item_codes, strict=True):
+            out[rows] = pp.decode(item_pages, group[file.item], path, _finder(path, group[file.item], table), -1,
+                                  np.dtype(np.int32))
+        column = group[file.ts]
+        multiply, divide = file.scale
+        self.ts[rows] = pp.decode(pp.pages(path, column), column, path,
+                                  lambda page, n: pp.int64_values(path, column, page, n) * multiply // divide, 0,
+                                  np.dtype(np.int64))
+
+    def _code_keys(self, column: str, path: Path, source: pp.Column,
+                   pages: list[pp.Page]) -> dict[int, np.ndarray]:
+        """Codes of a row group's key dictionary and PLAIN values (by page), new ones added to
+        the table with their text: on the row group's turn, in file order."""
+        table = self.tables[column]
+        out = {}
+        for i, page in enumerate(pages):
+            if not (page.dictionary or page.encoding == pp.PLAIN):
+                continue
+            n = page.values if page.defined is None or page.dictionary else int(page.defined.sum())
+            views, longest = pp.text_views(path, source, page, n)
+            codes = np.empty(n, np.int32)
+            before = len(table)
+            table.code_views(views, (views[:, 0] & np.uint64(0xFFFFFFFF)) > 0,  # an empty text is no value
+                             page.body if longest > pp.INLINE else None, _NO_BASES, True, codes)
+            if len(table) > before:
+                self.values[column].append(_texts(path, source, page, views, codes, before, len(table) - before))
+            out[i] = codes
+        return {id(pages[i]): codes for i, codes in out.items()}
+
+
+def _finder(path: Path, column: pp.Column, table: StringCodes) -> Callable[[pp.Page, int], np.ndarray]:
+    """A page's values as codes in ``table`` (-1: not in it)."""
+    def find(page: pp.Page, n: int) -> np.ndarray:
+        views, longest = pp.text_views(path, column, page, n)
+        codes = np.empty(n, np.int32)
+        table.code_views(views, np.ones(n, np.bool_), page.body if longest > pp.INLINE else None, _NO_BASES,
+                         False, codes)
+        return codes
+    return find
+
+
+def _texts(path: Path, column: pp.Column, page: pp.Page, views: np.ndarray, codes: np.ndarray, before: int,
+           new: int) -> pl.Series:
+    """The text of codes ``before``.. (new in the table), from the first value holding each."""
+    rows = np.flatnonzero(codes >= before)[::-1]
+    first = np.empty(new, np.int64)
+    first[codes[rows] - before] = rows  # written last: the first row of each code
+    texts = pa.Array.from_buffers(pa.string_view(), new, [None, pa.py_buffer(np.ascontiguousarray(views[first])),
+                                                          pa.py_buffer(page.body)])
+    try:
+        texts.validate(full=True)
+    except pa.ArrowInvalid:
+        raw = texts.view(pa.binary_view()).to_pylist()
+        bad = next((b for b in raw if b is not None and not _is_utf8(b)), None)
+        raise InputError(str(path), None, column.name, bad, "not valid UTF-8 text") from None
+    return pl.Series(texts).cast(pl.String)  # type: ignore[return-value]
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _joined(values: list[pl.Series]) -> pl.Series:
+    return pl.concat(values) if values else pl.Series([], dtype=pl.String)
