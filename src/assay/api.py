@@ -75,8 +75,9 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
         raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     started = time.perf_counter()
     spec = load_scenarios(scenarios)
+    # Numba is imported and the kernels loaded on this thread while the input is read: not
+    # earlier, where its import (Python holding the GIL) would hold back this thread's own
     kinds = frozenset(s.kind for s in spec.scenarios)
-    # Numba is imported and the kernels loaded on this thread while the input is read
     warming = threading.Thread(target=lambda: kernels.warm_up(kinds), name="assay-warm-up", daemon=True)
     warming.start()
     merged = {**spec.mapping, **(mapping or {})}

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from . import parquet_pages as pp
 from .errors import InputError
+from .lazy import LazyModule
 from .pushdown import FileScan
 from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
 
@@ -36,15 +37,22 @@ from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
 MIN_RELEVANT_SHARE = 0.25
 THREADS = 2
 _NO_BASES = np.zeros(1, np.int64)
+combination_kernels = LazyModule("assay.combination_kernels")
 
 
 class PackCoder(Protocol):
     """A detector that evaluates a batch from key, item and time codes (``CombinationDetector``)."""
 
     key: str
+    item_codes: dict[str, int]  # its items, by name
+    where_tree: object | None  # with a ``where``, it reads more of a row than key, item and time
 
-    def item_lookup(self) -> StringCodes | None:
-        """Its items' codes; None when it reads more of a row than key, item and time."""
+    def item_table(self) -> StringCodes:
+        """Its items' codes (made with a kernel: asked for once the event ids are being read)."""
+        ...
+
+    def item_bits(self, lo: int, hi: int) -> int:
+        """Bits of an item code packed with times ``lo``..``hi`` (0: they do not fit)."""
         ...
 
 
@@ -52,18 +60,33 @@ class PackCoder(Protocol):
 class CodedRows:
     """The rows of a batch's files in arrival order (``in_canonical_order`` sorts them by
     time), as codes: per key column each row's code (int32, -1: no value) and the text of
-    each code; per pack each row's item code (-1: not one of its items)."""
+    each code; per pack each row's item code (-1: not one of its items).
 
-    ts: np.ndarray  # int64 epoch microseconds
+    ``ts`` holds each row's time in epoch microseconds, or, when ``packed_bits`` > 0, the
+    time from ``packed_base`` and the first pack's item code in one int64
+    (``combination_kernels.pack_rows``), packed as the pages were read."""
+
+    ts: np.ndarray
     seq: np.ndarray | None  # arrival numbers (None: row i's is i)
     event_ids: pl.Series
     keys: dict[str, tuple[np.ndarray, pl.Series]]
     items: list[np.ndarray]
     scans: list[FileScan]
+    packed_bits: int = 0
+    packed_base: int = 0
 
     @property
     def height(self) -> int:
         return int(self.ts.shape[0])
+
+    def times(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Epoch microseconds of ``rows`` (of every row by default)."""
+        values = self.ts if rows is None else self.ts[rows]
+        return values if not self.packed_bits else (values >> self.packed_bits) + self.packed_base
+
+    def packed_for(self, number: int) -> tuple[np.ndarray, int] | None:
+        """The rows packed for pack ``number`` and the bits of its item codes, when they were."""
+        return (self.ts, self.packed_bits) if self.packed_bits and number == 0 else None
 
     def key_codes(self, column: str) -> tuple[np.ndarray, int]:
         codes, values = self.keys[column]
@@ -72,7 +95,7 @@ class CodedRows:
     def rows_at(self, column: str, rows: np.ndarray) -> pl.DataFrame:
         """Rows as alert candidates carry them: ``_key`` (text), ``_ts``, ``_eid``, ``_seq``."""
         codes, values = self.keys[column]
-        return pl.DataFrame({"_key": values.gather(codes[rows]), "_ts": self.ts[rows],
+        return pl.DataFrame({"_key": values.gather(codes[rows]), "_ts": self.times(rows),
                              "_eid": self.event_ids.gather(rows),
                              "_seq": self.seq[rows] if self.seq is not None else rows.astype(np.int64)})
 
@@ -89,14 +112,13 @@ class CodedRows:
 
     def in_canonical_order(self) -> CodedRows:
         """Sorted by ts, ties in arrival order (the rows as they are when already so)."""
-        ts = self.ts
-        if ts.shape[0] < 2 or bool((ts[1:] >= ts[:-1]).all()):
+        if combination_kernels.times_sorted(self.ts, self.packed_bits):
             return self
-        order = np.argsort(ts, kind="stable")
+        order = np.argsort(self.times(), kind="stable")
         seq = self.seq[order] if self.seq is not None else order.astype(np.int64)
         keys = {k: (codes[order], values) for k, (codes, values) in self.keys.items()}
-        return CodedRows(ts[order], seq, self.event_ids.gather(order), keys,
-                         [items[order] for items in self.items], self.scans)
+        return CodedRows(self.ts[order], seq, self.event_ids.gather(order), keys,
+                         [items[order] for items in self.items], self.scans, self.packed_bits, self.packed_base)
 
 
 @dataclass
@@ -107,23 +129,22 @@ class _File:
     ts: str
     scale: tuple[int, int]  # ts to microseconds: (multiply, floor-divide)
     groups: list[dict[str, pp.Column]]  # per row group, by the file's column name
+    span: tuple[int, int] | None  # the least and greatest ts (microseconds) by the statistics
 
 
 def read_coded(scans: list[FileScan], coders: Sequence[PackCoder],
                on_file: Callable[[str, int], None] | None = None) -> CodedRows | None:
     """Every row of the scans' files as codes; None when a file cannot be read here or the
     packs read few of its rows (``MIN_RELEVANT_SHARE``): the caller reads them with Polars."""
-    tables = [c.item_lookup() for c in coders]
-    if not scans or not coders or any(t is None for t in tables):
+    if not scans or not coders or any(c.where_tree is not None for c in coders):
         return None
-    items = [t for t in tables if t is not None]
     try:
         files = [_plan(scan, coders) for scan in scans]
     except pp.Unsupported:
         return None
-    if files[0].groups and _relevant_share(files[0], items) < MIN_RELEVANT_SHARE:
+    if _relevant_share(files[0], coders) < MIN_RELEVANT_SHARE:
         return None
-    return _Reader(files, coders, items).read(on_file)
+    return _Reader(files, coders).read(on_file)
 
 
 def _plan(scan: FileScan, coders: Sequence[PackCoder]) -> _File:
@@ -143,26 +164,47 @@ def _plan(scan: FileScan, coders: Sequence[PackCoder]) -> _File:
     for group, rows in zip(groups, scan.footer.row_groups, strict=True):
         if any(c.values != rows for c in group.values()):
             raise pp.Unsupported("a column's values are not one per row")
-    return _File(scan, keys, item, ts, pp.TIME_UNITS_PER_US[dtype.time_unit], groups)
+    scale = pp.TIME_UNITS_PER_US[dtype.time_unit]
+    return _File(scan, keys, item, ts, scale, groups, _span(scan, ts, scale))
 
 
-def _relevant_share(file: _File, items: list[StringCodes]) -> float:
-    """The share of the first row group's rows holding an item of some pack."""
-    column = file.groups[0][file.item]
-    pages = list(pp.pages(file.scan.path, column))
-    relevant = np.zeros(column.values, np.bool_)
-    for table in items:
-        relevant |= pp.decode(pages, column, file.scan.path, _finder(file.scan.path, column, table), -1,
-                              np.dtype(np.int32)) >= 0
-    return float(relevant.mean()) if relevant.size else 1.0
+def _span(scan: FileScan, ts: str, scale: tuple[int, int]) -> tuple[int, int] | None:
+    """The file's least and greatest ts in microseconds, when every row group's statistics
+    give them."""
+    meta = scan.footer.meta
+    column = next(i for i in range(meta.num_columns) if meta.schema.column(i).path == ts)
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(column).statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.min_raw, int):
+            return None
+        lows.append(stats.min_raw)
+        highs.append(stats.max_raw)
+    if not lows:
+        return None
+    multiply, divide = scale
+    return min(lows) * multiply // divide, max(highs) * multiply // divide
+
+
+def _relevant_share(file: _File, coders: Sequence[PackCoder]) -> float:
+    """The share of the first row group's rows holding an item of some pack (read by Polars:
+    no kernel has to be loaded for it, and it reads that row group's item column only)."""
+    first = file.scan.footer.row_groups[0] if file.scan.footer.row_groups else 0
+    if not first:
+        return 1.0
+    names = pl.Series(sorted({name for c in coders for name in c.item_codes}), dtype=pl.String)
+    share = pl.scan_parquet(file.scan.path).head(first).select(
+        pl.col(file.item).is_in(names.implode()).mean()).collect().item()
+    return float(share or 0.0)
 
 
 class _Reader:
     """One read of the files' row groups into the arrays of ``CodedRows``."""
 
-    def __init__(self, files: list[_File], coders: Sequence[PackCoder], items: list[StringCodes]):
+    def __init__(self, files: list[_File], coders: Sequence[PackCoder]):
         self.files = files
-        self.items = items
+        self.coders = coders
+        self.items: list[StringCodes] = []
         total = sum(f.scan.footer.rows for f in files)
         self.ts = np.empty(total, np.int64)
         self.item_codes = [np.empty(total, np.int32) for _ in coders]
@@ -172,15 +214,19 @@ class _Reader:
         self.codes = {c: np.empty(total, np.int32) for c in self.columns}
         self.values: dict[str, list[pl.Series]] = {c: [] for c in self.columns}
         self.failed = False
+        self.items_made = threading.Event()
+        self.ids: Future[pl.DataFrame] | None = None
+        # one pack and the footers' time statistics: rows are packed as they are read
+        # (``CodedRows.packed_bits``), and no array of times is written beside them
+        spans = [f.span for f in files]
+        self.pack = (0, 0)
+        if len(coders) == 1 and spans and all(span is not None for span in spans):
+            lo = min(span[0] for span in spans if span is not None)
+            hi = max(span[1] for span in spans if span is not None)
+            self.pack = (lo, coders[0].item_bits(lo, hi))
 
     def read(self, on_file: Callable[[str, int], None] | None) -> CodedRows | None:
-        # the event ids, read by Polars while the pages are decoded (its threads release the GIL)
-        ids_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
-        ids = ids_pool.submit(pl.concat([
-            pl.scan_parquet(f.scan.path).select(pl.col(f.scan.mapping.get("event_id", "event_id"))
-                                                .cast(pl.String).alias("event_id"))
-            for f in self.files]).collect)
-        ids_pool.shutdown(wait=False)
+        self._read_ids()
         tasks = [(f, g, int(start)) for f in self.files
                  for g, start in enumerate(np.cumsum([0, *f.scan.footer.row_groups])[:-1])]
         offsets = np.cumsum([0, *[f.scan.footer.rows for f in self.files]])
@@ -192,20 +238,37 @@ class _Reader:
                 base = int(offsets[self.files.index(f)] + start)
                 futures.append(pool.submit(self._group, f, g, base, turns[i], turns[i + 1]))
             try:
+                # the items' codes are made with a kernel: this waits for Numba's import and the
+                # kernels' loading (on the warm-up thread), while Polars reads the event ids and
+                # the first row groups' pages are decompressed
+                self.items = [c.item_table() for c in self.coders]
+                self.items_made.set()
                 for fut in futures:
                     fut.result()
             except pp.Unsupported:
                 return None
             finally:
-                self.failed = True  # any task still waiting for its turn gives up
+                self.failed = True  # any task still waiting gives up
+                self.items_made.set()
                 for t in turns:
                     t.set()
         if on_file:
             for f in self.files:
                 on_file(str(f.scan.path), 0)
         keys = {c: (self.codes[c], _joined(self.values[c])) for c in self.columns}
-        return CodedRows(self.ts, None, ids.result()["event_id"], keys, self.item_codes,
-                         [f.scan for f in self.files])
+        assert self.ids is not None
+        lo, bits = self.pack
+        return CodedRows(self.ts, None, self.ids.result()["event_id"], keys, self.item_codes,
+                         [f.scan for f in self.files], bits, lo if bits else 0)
+
+    def _read_ids(self) -> None:
+        """The event ids, read by Polars while the pages are decoded (it releases the GIL)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
+        self.ids = pool.submit(pl.concat([
+            pl.scan_parquet(f.scan.path).select(pl.col(f.scan.mapping.get("event_id", "event_id"))
+                                                .cast(pl.String).alias("event_id"))
+            for f in self.files]).collect)
+        pool.shutdown(wait=False)
 
     def _group(self, file: _File, g: int, base: int, mine: threading.Event, next_turn: threading.Event) -> None:
         """Decode one row group into rows ``base``.. of the arrays."""
@@ -213,7 +276,17 @@ class _Reader:
         group = file.groups[g]
         rows = slice(base, base + file.scan.footer.row_groups[g])
         try:
+            # the pages first: decompressing needs no kernel (and releases the GIL)
+            item_pages = list(pp.pages(path, group[file.item]))
+            ts_pages = list(pp.pages(path, group[file.ts]))
             key_pages = {c: list(pp.pages(path, group[src])) for c, src in file.key_sources.items()}
+            self.items_made.wait()
+            if self.failed:
+                return
+            column = group[file.item]
+            for table, out in zip(self.items, self.item_codes, strict=True):
+                pp.decode(item_pages, column, path, _finder(path, column, table), -1, np.dtype(np.int32), out[rows])
+            self._times(file, group[file.ts], ts_pages, rows)
             mine.wait()
             if self.failed:
                 return
@@ -222,17 +295,21 @@ class _Reader:
             next_turn.set()
         for c, src in file.key_sources.items():
             codes = coded[c]
-            self.codes[c][rows] = pp.decode(key_pages[c], group[src], path, lambda page, _, k=codes: k[id(page)],
-                                            -1, np.dtype(np.int32))
-        item_pages = list(pp.pages(path, group[file.item]))
-        for table, out in zip(self.items, self.item_codes, strict=True):
-            out[rows] = pp.decode(item_pages, group[file.item], path, _finder(path, group[file.item], table), -1,
-                                  np.dtype(np.int32))
-        column = group[file.ts]
+            pp.decode(key_pages[c], group[src], path, lambda page, _, k=codes: k[id(page)], -1, np.dtype(np.int32),
+                      self.codes[c][rows])
+
+    def _times(self, file: _File, column: pp.Column, pages: list[pp.Page], rows: slice) -> None:
+        """A row group's times, packed with the pack's item codes when the rows are packed."""
+        path = file.scan.path
         multiply, divide = file.scale
-        self.ts[rows] = pp.decode(pp.pages(path, column), column, path,
-                                  lambda page, n: pp.int64_values(path, column, page, n) * multiply // divide, 0,
-                                  np.dtype(np.int64))
+        ts = pp.decode(pages, column, path,
+                       lambda page, n: pp.int64_values(path, column, page, n) * multiply // divide, 0,
+                       np.dtype(np.int64), None if self.pack[1] else self.ts[rows])
+        lo, bits = self.pack
+        if bits:
+            if ts.size and (ts.min() < lo or ts.max() > (file.span or (lo, lo))[1]):
+                raise pp.Unsupported("times outside the statistics' range")
+            combination_kernels.pack_rows(ts, self.item_codes[0][rows], lo, bits, self.ts[rows])
 
     def _code_keys(self, column: str, path: Path, source: pp.Column,
                    pages: list[pp.Page]) -> dict[int, np.ndarray]:

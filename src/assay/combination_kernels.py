@@ -111,6 +111,16 @@ def pack_rows(ts, items, base, item_bits, out):
 
 
 @njit(cache=True, nogil=True)
+def times_sorted(values, item_bits):
+    """True when the times of ``values`` (``pack_rows`` values when ``item_bits`` > 0, plain
+    times when 0) never decrease."""
+    for i in range(1, values.shape[0]):
+        if (values[i] >> item_bits) < (values[i - 1] >> item_bits):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def item_counts(items, n_items):
     """Rows per item code (negative codes: rows without an item of the pack)."""
     counts = np.zeros(max(n_items, 1), np.int64)
@@ -318,8 +328,20 @@ def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_
             np.concatenate(fin_g), np.concatenate(fin_c))
 
 
+def warm_up_packing() -> None:
+    """Load the packing kernels (a batch reading Parquet pages packs its rows with them as it
+    reads: before the combination kernel, which loads while they run)."""
+    for writable in (False, True):
+        # a batch's times, read in place from Polars (read-only) or decoded from Parquet pages
+        ts = np.zeros(1, np.int64)
+        ts.setflags(write=writable)
+        pack_rows(ts, np.zeros(1, np.int32), 0, 1, np.zeros(1, np.int64))
+        times_sorted(ts, 1)
+
+
 def warm_up() -> None:
     """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
+    warm_up_packing()
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
     # a stream's rows in key order; a batch's through an order (int32 from the counting sort of
@@ -328,7 +350,3 @@ def warm_up() -> None:
         run_combination_kernel_split(two, one, np.zeros(1, np.int32), np.ones(1, np.bool_), 1, np.array([0, 1]),
                                      one, np.array([0, 1]), one, one, np.ones(1, np.int64), two,
                                      np.zeros(0, np.int64), 10, 1, order)
-    # a batch's times, read in place from Polars (read-only), packed with its item codes
-    ts = np.zeros(1, np.int64)
-    ts.setflags(write=False)
-    pack_rows(ts, np.zeros(1, np.int32), 0, 1, np.zeros(1, np.int64))

@@ -73,10 +73,6 @@ class CombinationDetector(WindowedDetector):
             self._item_table = table
         return self._item_table
 
-    def item_lookup(self) -> StringCodes | None:
-        """The pack's items when a row's item, key and time are all it reads (``coded_rows``)."""
-        return self.item_table() if self.where_tree is None else None
-
     def row_items(self, rows: pl.DataFrame) -> np.ndarray:
         """Each row's code among the pack's items (int32); -1 for another item or none, and for
         a row its ``where`` leaves out (a row without a key is left out by its key code)."""
@@ -119,11 +115,12 @@ class CombinationDetector(WindowedDetector):
         among the packs it was read for)."""
         items = coded.items[number]
         keys, n_keys = coded.key_codes(self.key)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
-            buffering = pool.submit(group_buffers, coded.height)
-            ts, item_bits = self._packed(pl.Series(coded.ts), items)
-            buffers = buffering.result()
-        return self._run_batch(keys, n_keys, items, ts, item_bits, buffers,
+        packed = coded.packed_for(number)
+        if packed is None:
+            ts, item_bits = self._packed(pl.Series(coded.times()), items)
+        else:  # packed as the pages were read
+            ts, item_bits = packed
+        return self._run_batch(keys, n_keys, items, ts, item_bits, [],
                                lambda wanted: coded.rows_at(self.key, wanted))
 
     def _run_batch(self, keys: np.ndarray, n_keys: int, items: np.ndarray, ts: np.ndarray, item_bits: int,
@@ -150,16 +147,22 @@ class CombinationDetector(WindowedDetector):
         return self._candidates(chunk, None, np.arange(found.size), combos, values.astype(np.float64), ev_ptr,
                                 np.arange(found.size, chunk.height), ev_total)
 
+    def item_bits(self, lo: int, hi: int) -> int:
+        """The bits a row's item code takes when rows of times ``lo``..``hi`` are packed with
+        it (``combination_kernels.pack_rows``); 0 when the span leaves too few bits (a pack of
+        1,000 items: 142 years of microseconds; of 100,000: 1)."""
+        bits = max(1, len(self.item_codes).bit_length())
+        return bits if hi - lo < 1 << max(PACKED_BITS - bits, 0) else 0
+
     def _packed(self, ts: pl.Series, items: np.ndarray) -> tuple[np.ndarray, int]:
         """Each row's time (from the batch's first) and item code in one int64, and the bits
-        of the code (``combination_kernels.pack_rows``); the times alone and 0 when their span
-        leaves too few bits (a pack of 1,000 items: 142 years of microseconds; of 100,000: 1)."""
+        of the code (``item_bits``); the times alone and 0 when they do not fit."""
         epoch = ts if ts.dtype == pl.Int64 else ts.dt.epoch("us")
-        bits = max(1, len(self.item_codes).bit_length())
         if epoch.len() == 0:
-            return np.zeros(0, np.int64), bits
+            return np.zeros(0, np.int64), self.item_bits(0, 0)
         lo, hi = int(epoch.min()), int(epoch.max())  # type: ignore[arg-type]
-        if hi - lo >= 1 << max(PACKED_BITS - bits, 0):
+        bits = self.item_bits(lo, hi)
+        if not bits:
             return epoch_us(ts), 0
         out = np.empty(epoch.len(), np.int64)
         start = 0

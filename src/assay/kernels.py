@@ -253,21 +253,24 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
     flag = np.ones(1, np.bool_)
-    group_by_code(one, 1)
-    # codes of strings; large key columns are sorted on two threads
     from . import digest_kernels, grouping, view_kernels
 
-    view_kernels.warm_up()
-    digest_kernels.warm_up()  # alert ids of a large batch
+    if "combination" in kinds:
+        # first what a batch of packs reading Parquet pages (``coded_rows``) runs from its first
+        # row group on: its threads wait for these while the rest loads beside them
+        from . import combination_kernels, parquet_kernels
 
+        view_kernels.warm_up(codes_only=True)
+        parquet_kernels.warm_up()
+        combination_kernels.warm_up_packing()
+        combination_kernels.warm_up()
+    view_kernels.warm_up()  # codes of strings
+    group_by_code(one, 1)
+    digest_kernels.warm_up()  # alert ids of a large batch
+    # large key columns are sorted on two threads
     for small in (one, one.astype(np.int32)):
         grouping.code_counts(small, 0, 1, 1)
         grouping.place(small, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int32))
-    if "combination" in kinds:
-        from . import combination_kernels, parquet_kernels
-
-        combination_kernels.warm_up()
-        parquet_kernels.warm_up()  # a batch of packs reads Parquet pages as codes
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)

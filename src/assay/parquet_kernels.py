@@ -131,5 +131,5 @@ def warm_up() -> None:
     buf.setflags(write=False)
     for lut in (np.zeros(1, np.int32), np.zeros(1, np.int64)):
         hybrid_lookup(buf, 0, 0, 1, 0, lut, np.zeros(1, lut.dtype))
-        spread(np.ones(1, np.uint8), lut, np.zeros(1, lut.dtype), lut.dtype.type(0))
+        spread(np.ones(1, np.int32), lut, np.zeros(1, lut.dtype), lut.dtype.type(0))
     plain_views(buf, 0, 0, 0, np.zeros((1, 2), np.uint64))

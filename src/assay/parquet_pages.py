@@ -136,11 +136,14 @@ def pages(path: Path, column: Column) -> Iterator[Page]:
 
 
 def decode(pages: Iterable[Page], column: Column, path: Path, lut_of: Callable[[Page, int], np.ndarray],
-           missing: int, dtype: np.dtype) -> np.ndarray:
-    """The column's values from its ``pages``: ``lut_of(page, n)`` gives the ``n`` values of a
-    dictionary page (each row's value is its entry's) or of a PLAIN data page (its non-empty
-    values, in order); ``missing`` for an empty value."""
-    out = np.empty(column.values, dtype)
+           missing: int, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """The column's values from its ``pages`` (into ``out`` when given): ``lut_of(page, n)``
+    gives the ``n`` values of a dictionary page (each row's value is its entry's) or of a
+    PLAIN data page (its non-empty values, in order); ``missing`` for an empty value."""
+    if out is None:
+        out = np.empty(column.values, dtype)
+    elif out.shape != (column.values,) or out.dtype != dtype:
+        raise ValueError(f"out: {column.values} values of {dtype} expected")
     lut = None
     row = 0
     for page in pages:
@@ -180,6 +183,7 @@ def text_views(path: Path, column: Column, page: Page, n: int) -> tuple[np.ndarr
     end, longest = parquet_kernels.plain_views(page.body, 0, page.body.shape[0], n, views)
     if end < 0:
         raise _corrupt(path, column, "text values run past their page")
+    views.setflags(write=False)  # as views exported from Arrow are: one signature for the kernels
     return views, int(longest)
 
 

@@ -264,8 +264,9 @@ def rehash(slots, arena, capacity):
     return out
 
 
-def warm_up() -> None:
-    """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
+def warm_up(codes_only: bool = False) -> None:
+    """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``. ``codes_only``:
+    the coding kernels alone (a batch reading Parquet pages needs them first)."""
     words = np.zeros((1, 2), np.uint64)
     words.setflags(write=False)  # views exported from Arrow are read-only
     slots = np.zeros(16 * 3, np.uint64)
@@ -273,6 +274,8 @@ def warm_up() -> None:
     # ``encode`` (strings longer than 12 bytes) loads when first needed
     encode_short(words, np.ones(1, np.bool_), 0, slots, 0, True, codes)
     rehash(slots, np.zeros(0, np.uint8), 32)
+    if codes_only:
+        return
     # the rows of a batch holding a trigger's event_id (alert positions)
     arena = np.zeros(1, np.uint8)
     data = np.zeros(1, np.uint8)
