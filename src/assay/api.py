@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
     elif scans is not None:
         fast = relevant_rows(scans)
         read = fast
-        rows_read, held_ids = fast.rows_total, fast.events["event_id"]
+        rows_read = fast.rows_total
         if fast.events.height < fast.rows_total:  # else every row is at hand: no second look
             all_ids = fast.all_ids
         if on_file:
@@ -106,14 +105,6 @@ def run_detailed(scenarios: ScenarioSource, events: object, *, mapping: Mapping[
                            columns=needed)
         rows_read = read.events.height + read.rejects.height
     read_done = time.perf_counter()
-    if isinstance(all_ids, pl.LazyFrame) and held_ids.len() * 20 < rows_read:
-        # few relevant rows: the rows sharing an event_id with one of them (trigger positions
-        # need them) are read from the full file while the kernels load and run, not after
-        scan = all_ids.filter(pl.col("event_id").is_in(held_ids.unique().implode()))
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
-        ids = pool.submit(scan.collect)
-        pool.shutdown(wait=False)
-        all_ids = ids.result
     warming.join()
     if coded is not None:
         alerts = engine.run_coded(coded, progress=on_detector)

@@ -32,9 +32,10 @@ from .lazy import LazyModule
 from .pushdown import FileScan
 from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
 
-# packs reading fewer rows than this share of the first row group's are read with the
+# packs reading fewer rows than this share of a file's first SHARE_ROWS are read with the
 # scan's filter instead (Polars then decodes the other columns of the relevant rows only)
 MIN_RELEVANT_SHARE = 0.25
+SHARE_ROWS = 100_000
 THREADS = 2
 _NO_BASES = np.zeros(1, np.int64)
 combination_kernels = LazyModule("assay.combination_kernels")
@@ -187,15 +188,12 @@ def _span(scan: FileScan, ts: str, scale: tuple[int, int]) -> tuple[int, int] | 
 
 
 def _relevant_share(file: _File, coders: Sequence[PackCoder]) -> float:
-    """The share of the first row group's rows holding an item of some pack (read by Polars:
-    no kernel has to be loaded for it, and it reads that row group's item column only)."""
-    first = file.scan.footer.row_groups[0] if file.scan.footer.row_groups else 0
-    if not first:
-        return 1.0
+    """The share of the file's first rows (``SHARE_ROWS``) holding an item of some pack: read
+    by Polars, as no kernel need be loaded for it. It only chooses how to read the files."""
     names = pl.Series(sorted({name for c in coders for name in c.item_codes}), dtype=pl.String)
-    share = pl.scan_parquet(file.scan.path).head(first).select(
+    share = pl.scan_parquet(file.scan.path).head(SHARE_ROWS).select(
         pl.col(file.item).is_in(names.implode()).mean()).collect().item()
-    return float(share or 0.0)
+    return 1.0 if share is None else float(share)
 
 
 class _Reader:
