@@ -282,15 +282,17 @@ def run_combination_kernel(*args):
 
 def run_combination_kernel_split(group_start, ts, items, is_new, n_items, combo_ptr, combo_items, item_ptr,
                                  item_combos, windows, min_distinct, prev_ptr, prev_combos, max_evidence,
-                                 parts: int = 2, order=None, item_bits: int = 0):
+                                 parts: int = 2, order=None, item_bits: int = 0, freq=None):
     """``run_combination_kernel`` over ``parts`` runs of whole groups on as many threads (the
     kernel releases the GIL; groups are independent), outputs joined as one call's would be.
     ``order``: as the kernel takes it (rows of ``ts`` and ``items`` in key order);
-    ``item_bits``: ``ts`` holds ``pack_rows`` values (``items`` still gives the counts)."""
+    ``item_bits``: ``ts`` holds ``pack_rows`` values (``items`` is then not read, but for
+    the counts when ``freq``, ``item_counts(items, n_items)``, is not given)."""
     n_rows = is_new.shape[0]
     n_groups = group_start.shape[0] - 1
     # rarest first among the rows at hand: any order gives the same result
-    freq = item_counts(items, n_items)
+    if freq is None:
+        freq = item_counts(items, n_items)
     pack = (combo_ptr, combo_items, item_ptr, item_combos,
             *checks(combo_ptr, combo_items, item_ptr, item_combos, min_distinct, windows, freq), windows)
     if parts < 2 or n_groups < parts:

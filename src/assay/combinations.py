@@ -92,11 +92,12 @@ class CombinationDetector(WindowedDetector):
 
         def beside_the_keys() -> tuple[np.ndarray, np.ndarray, int, list[np.ndarray]]:
             """What needs no key codes, on a thread of its own while they are made (the
-            kernels and Polars release the GIL): item codes, times, and the grouping's
-            buffer written once (memory first touched costs; see ``grouping.scratch``)."""
+            kernels and Polars release the GIL): item codes, times, and, when the rows are
+            not packed, the grouping's buffer written once (memory first touched costs; see
+            ``grouping.scratch``; packed rows' item codes make room for it)."""
             items = self.row_items(rows)
             ts, item_bits = self._packed(rows["ts"], items)
-            return items, ts, item_bits, group_buffers(rows.height)
+            return items, ts, item_bits, [] if item_bits else group_buffers(rows.height)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-items") as pool:
             coding = pool.submit(beside_the_keys)
@@ -127,12 +128,16 @@ class CombinationDetector(WindowedDetector):
                    buffers: list[np.ndarray], rows_at: Callable[[np.ndarray], pl.DataFrame]) -> pl.DataFrame:
         """Rows grouped by key code, the kernel over them, and candidates from the rows
         ``rows_at`` gives (``_key``, ``_ts``, ``_eid``, ``_seq``): only the alerts' rows and
-        their evidence are read as text."""
+        their evidence are read as text. With rows packed (``item_bits``), ``items`` is
+        overwritten (the key order is written into its memory: no new memory to touch)."""
         used = (items >= 0) & (keys >= 0)
         # rows without an item of the pack or a key: a group of their own past the keys', cut off
         codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
+        freq = combination_kernels.item_counts(items, len(self.item_codes))
+        if item_bits:  # the kernel reads the items from ``ts``: their memory takes the key order
+            buffers = [items]
         order, group_start = group_rows(codes, n_keys + 1, wide=False, buffers=buffers)
-        del buffers
+        del buffers, used
         group_start = group_start[:n_keys + 1]
         order = order[:group_start[-1]]
         parts = KERNEL_THREADS if order.shape[0] >= SPLIT_ROWS else 1
@@ -140,7 +145,7 @@ class CombinationDetector(WindowedDetector):
         (found, combos, values, ev_ptr, ev_rows, ev_total, _, _) = combination_kernels.run_combination_kernel_split(
             group_start, ts, items, np.ones(order.shape[0], np.bool_), len(self.item_codes),
             self.combo_ptr, self.combo_items, self.item_ptr, self.item_combos, self.windows,
-            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order, item_bits)
+            self.min_distinct, nothing_held, np.zeros(0, np.int64), MAX_EVIDENCE, parts, order, item_bits, freq)
         if found.size == 0:
             return empty_candidates()
         chunk = rows_at(np.concatenate([order[found], order[ev_rows]]))
