@@ -45,23 +45,35 @@ def hybrid_lookup(buf, pos, end, width, n, lut, out):
             return BAD
         if header & 1:
             count = (header >> 1) * 8
-            if pos + (count * width + 7) // 8 > end:
+            stop = pos + (count * width + 7) // 8
+            if stop > end:
                 return BAD
+            # a window of up to 64 bits, refilled 32 at a time (width <= 32): the bytes read
+            # past the run's end, where there are any, are never taken
             acc = np.int64(0)
             bits = 0
             for _ in range(count):
-                while bits < width:
-                    acc |= np.int64(buf[pos]) << bits
-                    pos += 1
-                    bits += 8
+                if bits < width:
+                    if pos + 4 <= end:
+                        word = (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8)
+                                | (np.int64(buf[pos + 2]) << 16) | (np.int64(buf[pos + 3]) << 24))
+                        pos += 4
+                        acc |= word << bits
+                        bits += 32
+                    else:
+                        while bits < width:
+                            acc |= np.int64(buf[pos]) << bits
+                            pos += 1
+                            bits += 8
                 value = acc & mask
-                acc >>= width
+                acc = np.int64(np.uint64(acc) >> np.uint64(width))
                 bits -= width
                 if i < n:  # the last group is padded to eight values
                     if value >= size:
                         return BAD
                     out[i] = lut[value]
                     i += 1
+            pos = stop
         else:
             count = header >> 1
             if pos + vbytes > end:
