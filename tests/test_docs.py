@@ -51,3 +51,13 @@ def test_yaml_blocks_in_docs_are_valid_scenario_files():
         for block in re.findall(r"```yaml\n(.*?)```", doc.read_text(), flags=re.S):
             if "scenarios:" in block:
                 assert assay.parse_scenarios(block).scenarios, doc
+
+
+def test_every_module_is_in_the_readme_layout():
+    """The README's Layout table names every module (a package by its folder)."""
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    named = set(re.findall(r"`([a-z_]+(?:\.py|/))`", layout))
+    source = ROOT / "src" / "assay"
+    modules = {p.name for p in source.glob("*.py") if p.name != "__init__.py"}
+    packages = {f"{p.name}/" for p in source.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert modules | packages <= named, sorted((modules | packages) - named)
