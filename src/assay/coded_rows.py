@@ -29,7 +29,7 @@ import pyarrow as pa
 from . import parquet_pages as pp
 from .errors import InputError
 from .lazy import LazyModule
-from .pushdown import FileScan
+from .pushdown import FileScan, relevant_rows
 from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
 
 # packs reading fewer rows than this share of a file's first SHARE_ROWS are read with the
@@ -108,8 +108,7 @@ class CodedRows:
 
     def events(self) -> pl.DataFrame:
         """The relevant rows with every column, as the reader gives them (read again)."""
-        frames = [scan.relevant() for scan in self.scans]
-        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+        return relevant_rows(self.scans).events
 
     def in_canonical_order(self) -> CodedRows:
         """Sorted by ts, ties in arrival order (the rows as they are when already so)."""

@@ -109,9 +109,8 @@ def _never_empty(meta: pq.FileMetaData, names: list[str], schema: dict[str, pl.D
 
 @dataclass
 class FileScan:
-    """One Parquet file's relevant rows as a query. ``relevant`` collects those of a range of
-    its rows (all of them by default), as the reader would give them: a batch may read a
-    file a few row groups at a time and keep only what each part is reduced to."""
+    """One Parquet file's relevant rows as a query: ``relevant`` collects them as the reader
+    would give them; ``all_ids`` scans every row's event id (trigger positions)."""
 
     path: Path
     offset: int  # the arrival number of the file's first row (files are numbered on)
@@ -125,12 +124,10 @@ class FileScan:
     filter: pl.Expr
     mapping: Mapping[str, str]
 
-    def _scan(self, start: int = 0, length: int | None = None) -> pl.LazyFrame:
+    def _scan(self) -> pl.LazyFrame:
         # the scan's own row index, numbered on from the files before, is the arrival
         # position; the row's number in its file is derived from it when a message needs it
         scan = pl.scan_parquet(self.path, row_index_name="_seq", row_index_offset=self.offset)
-        if length is not None:
-            scan = scan.slice(start, length)
         return scan.select(["_seq", *self.columns]).rename(self.renames).with_columns(pl.col("_seq").cast(pl.Int64))
 
     def all_ids(self) -> pl.LazyFrame:
@@ -138,14 +135,14 @@ class FileScan:
         return self._scan().select(pl.col("event_id").cast(pl.String), self.ts.cast(TS_DTYPE).alias("ts"),
                                    pl.col("_seq"))
 
-    def relevant(self, start: int = 0, length: int | None = None) -> pl.DataFrame:
-        """The relevant rows among the file's rows ``start`` to ``start + length``."""
+    def relevant(self) -> pl.DataFrame:
+        """The file's relevant rows."""
         # the footer proved the required columns clean: what the reader's validation would
         # still do (types, defaults, empty text as no value) is part of the scan's plan. Text
         # is cleaned after the filter, which then stays inside the scan: a row the filter
         # keeps once its empty texts are no values it also keeps before (a ``where`` is false
         # where a column it reads is empty), so filtering again after cleaning is exact
-        rows = self._scan(start, length).with_columns(self.ts.alias("ts"), *self.numbers).filter(
+        rows = self._scan().with_columns(self.ts.alias("ts"), *self.numbers).filter(
             self.filter).select(self.select).collect()
         empty = [c for c in self.texts if self.mapping.get(c, c) not in self.footer.never_empty
                  and bool((rows[c].str.len_bytes() == 0).any())]
@@ -196,13 +193,6 @@ def file_scans(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
                               ts_expr, numbers, texts, select, expr, mapping))
         offset += footer.rows
     return scans
-
-
-def read_relevant(paths: list[Path], mapping: Mapping[str, str], columns: set[str],
-                  prefilter: Prefilter) -> PushdownResult | None:
-    """Relevant rows of Parquet files, or None when the fast path does not apply."""
-    scans = file_scans(paths, mapping, columns, prefilter)
-    return relevant_rows(scans) if scans is not None else None
 
 
 def relevant_rows(scans: list[FileScan]) -> PushdownResult:

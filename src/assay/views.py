@@ -77,19 +77,15 @@ class StringCodes:
     def __len__(self) -> int:
         return self.count
 
-    def add(self, values: pl.Series, out: np.ndarray | None = None) -> np.ndarray:
-        """Codes of ``values`` (int32; into ``out`` when given), new strings given new codes."""
-        return self._code(values, True, out)
+    def add(self, values: pl.Series) -> np.ndarray:
+        return self._code(values, True)
 
-    def find(self, values: pl.Series, out: np.ndarray | None = None) -> np.ndarray:
-        return self._code(values, False, out)
+    def find(self, values: pl.Series) -> np.ndarray:
+        return self._code(values, False)
 
-    def _code(self, values: pl.Series, insert: bool, out: np.ndarray | None = None) -> np.ndarray:
+    def _code(self, values: pl.Series, insert: bool) -> np.ndarray:
         text = values if values.dtype == pl.String else values.cast(pl.String)
-        if out is None:
-            out = np.empty(text.len(), np.int32)
-        elif out.shape != (text.len(),) or out.dtype != np.int32:
-            raise ValueError(f"out: {text.len()} int32 values expected")
+        out = np.empty(text.len(), np.int32)
         done = 0
         for words, valid, data, bases in _view_chunks(text):
             n = words.shape[0]
