@@ -181,3 +181,24 @@ def test_key_text_that_is_not_utf8_stops_the_run_naming_the_file(tmp_path, key):
     assert caught.value.file == str(broken)
     if key == "counterparty":
         assert caught.value.column == "counterparty" and caught.value.value == b"mm\xff\xfe"
+
+
+@pytest.mark.parametrize("spec", [SPEC, "version: 1\npurpose: fraud\nscenarios:\n"
+                                        "  - {id: a, kind: combination, items: [a], window: 1h}\n"])
+def test_a_damaged_file_stops_the_run_with_one_error_naming_it(tmp_path, spec):
+    """Bytes overwritten anywhere in the pages: the run ends, or stops with an error naming the
+    file (read as codes or by the scan); never a traceback. Without checksums, damage can pass
+    unnoticed: only how a run ends is checked here."""
+    path = tmp_path / "e.parquet"
+    basket_frame(6000, seed=13).write_parquet(path, row_group_size=2000)
+    data = path.read_bytes()
+    footer = int.from_bytes(data[-8:-4], "little")
+    rng = np.random.default_rng(7)
+    for at in sorted(rng.integers(4, len(data) - footer - 8 - 16, 40).tolist()):
+        broken = tmp_path / "broken.parquet"
+        broken.write_bytes(data[:at] + bytes(rng.integers(0, 256, 16).tolist()) + data[at + 16:])
+        try:
+            with mock.patch.object(coded_rows, "MIN_RELEVANT_SHARE", 0.0):
+                assay.run(spec, broken)
+        except assay.AssayError as exc:
+            assert str(broken) in str(exc)

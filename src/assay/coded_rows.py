@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from . import parquet_pages as pp
 from .errors import InputError
+from .events import READ_ERRORS, unreadable
 from .lazy import LazyModule
 from .pushdown import FileScan, relevant_rows
 from .views import EXPECTED_ROWS_PER_VALUE, StringCodes
@@ -190,8 +191,11 @@ def _relevant_share(file: _File, coders: Sequence[PackCoder]) -> float:
     """The share of the file's first rows (``SHARE_ROWS``) holding an item of some pack: read
     by Polars, as no kernel need be loaded for it. It only chooses how to read the files."""
     names = pl.Series(sorted({name for c in coders for name in c.item_codes}), dtype=pl.String)
-    share = pl.scan_parquet(file.scan.path).head(SHARE_ROWS).select(
-        pl.col(file.item).is_in(names.implode()).mean()).collect().item()
+    try:
+        share = pl.scan_parquet(file.scan.path).head(SHARE_ROWS).select(
+            pl.col(file.item).is_in(names.implode()).mean()).collect().item()
+    except READ_ERRORS as exc:
+        raise unreadable(file.scan.path, exc) from None
     return 1.0 if share is None else float(share)
 
 
@@ -212,7 +216,6 @@ class _Reader:
         self.values: dict[str, list[pl.Series]] = {c: [] for c in self.columns}
         self.failed = False
         self.items_made = threading.Event()
-        self.ids: Future[pl.DataFrame] | None = None
         # one pack and the footers' time statistics: rows are packed as they are read
         # (``CodedRows.packed_bits``), and no array of times is written beside them
         spans = [f.span for f in files]
@@ -223,7 +226,7 @@ class _Reader:
             self.pack = (lo, coders[0].item_bits(lo, hi))
 
     def read(self, on_file: Callable[[str, int], None] | None) -> CodedRows | None:
-        self._read_ids()
+        ids = self._read_ids()
         tasks = [(f, g, int(start)) for f in self.files
                  for g, start in enumerate(np.cumsum([0, *f.scan.footer.row_groups])[:-1])]
         offsets = np.cumsum([0, *[f.scan.footer.rows for f in self.files]])
@@ -253,19 +256,27 @@ class _Reader:
             for f in self.files:
                 on_file(str(f.scan.path), 0)
         keys = {c: (self.codes[c], _joined(self.values[c])) for c in self.columns}
-        assert self.ids is not None
         lo, bits = self.pack
-        return CodedRows(self.ts, None, self.ids.result()["event_id"], keys, self.item_codes,
+        return CodedRows(self.ts, None, ids.result(), keys, self.item_codes,
                          [f.scan for f in self.files], bits, lo if bits else 0)
 
-    def _read_ids(self) -> None:
+    def _read_ids(self) -> Future[pl.Series]:
         """The event ids, read by Polars while the pages are decoded (it releases the GIL)."""
+        def read() -> pl.Series:
+            frames = []
+            for f in self.files:
+                source = f.scan.mapping.get("event_id", "event_id")
+                try:
+                    frames.append(pl.read_parquet(f.scan.path, columns=[source]).select(
+                        pl.col(source).cast(pl.String).alias("event_id")))
+                except READ_ERRORS as exc:
+                    raise unreadable(f.scan.path, exc) from None
+            return pl.concat(frames)["event_id"] if len(frames) > 1 else frames[0]["event_id"]
+
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-ids")
-        self.ids = pool.submit(pl.concat([
-            pl.scan_parquet(f.scan.path).select(pl.col(f.scan.mapping.get("event_id", "event_id"))
-                                                .cast(pl.String).alias("event_id"))
-            for f in self.files]).collect)
+        ids = pool.submit(read)
         pool.shutdown(wait=False)
+        return ids
 
     def _group(self, file: _File, g: int, base: int, mine: threading.Event, next_turn: threading.Event) -> None:
         """Decode one row group into rows ``base``.. of the arrays."""

@@ -128,11 +128,22 @@ def _read_file(path: Path, wanted: set[str] | None = None) -> pl.DataFrame:
             schema = pl.read_parquet_schema(path)
             columns = [c for c in schema if wanted is None or c in wanted]
             return pl.read_parquet(path, columns=columns)
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as exc:
-        if isinstance(exc, pl.exceptions.NoDataError):
-            return pl.DataFrame()
-        raise InputError(str(path), None, "-", "-", f"cannot read the file: {exc}") from None
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame()
+    except READ_ERRORS as exc:
+        raise unreadable(path, exc) from None
     raise UsageError(f"{path}: unknown file type; use .csv, .csv.gz, .jsonl, .jsonl.gz or .parquet")
+
+
+# what Polars raises for a file it cannot read (a damaged one, or one cut short): its
+# reader's checks, and the panics of the checks it does not make (``PanicException`` is a
+# BaseException, not an Exception)
+READ_ERRORS = (pl.exceptions.ComputeError, OSError, pl.exceptions.PanicException)
+
+
+def unreadable(path: str | Path, exc: Exception) -> InputError:
+    """The one-line error for a file Polars cannot read."""
+    return InputError(str(path), None, "-", "-", f"cannot read the file: {exc}")
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:

@@ -93,7 +93,15 @@ class Page:
 
 
 def pages(path: Path, column: Column) -> Iterator[Page]:
-    """The column chunk's pages, decompressed (index pages skipped)."""
+    """The column chunk's pages, decompressed (index pages skipped); Unsupported for a header
+    that does not parse or a page that does not decompress."""
+    try:
+        yield from _pages(path, column)
+    except (IndexError, KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+        raise _corrupt(path, column, f"a page does not read ({type(exc).__name__}: {exc})") from None
+
+
+def _pages(path: Path, column: Column) -> Iterator[Page]:
     with open(path, "rb") as f:
         f.seek(column.start)
         raw = f.read(column.size)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from .events import (
     NUMERIC_DEFAULTS,
+    READ_ERRORS,
     REQUIRED,
     ROW_BASE,
     TS_DTYPE,
@@ -30,6 +31,7 @@ from .events import (
     apply_mapping,
     empty_rejects,
     normalize,
+    unreadable,
 )
 
 Prefilter = Callable[[pl.DataFrame], pl.Expr | None]
@@ -142,8 +144,11 @@ class FileScan:
         # is cleaned after the filter, which then stays inside the scan: a row the filter
         # keeps once its empty texts are no values it also keeps before (a ``where`` is false
         # where a column it reads is empty), so filtering again after cleaning is exact
-        rows = self._scan().with_columns(self.ts.alias("ts"), *self.numbers).filter(
-            self.filter).select(self.select).collect()
+        try:
+            rows = self._scan().with_columns(self.ts.alias("ts"), *self.numbers).filter(
+                self.filter).select(self.select).collect()
+        except READ_ERRORS as exc:
+            raise unreadable(self.path, exc) from None
         empty = [c for c in self.texts if self.mapping.get(c, c) not in self.footer.never_empty
                  and bool((rows[c].str.len_bytes() == 0).any())]
         if empty:
