@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -43,21 +45,38 @@ class LazyModule:
 def load_numba_registries() -> None:
     """Load Numba's NumPy implementations now, without its BLAS probe.
 
-    Numba's first compile or cache load imports them, and one of them checks for BLAS by
-    importing ``scipy.linalg``: 0.2 s of a short run when SciPy happens to be installed.
-    The kernels use no linear algebra, so ``scipy.linalg`` is hidden for that moment (the
-    probe then reports no BLAS) and importable again afterwards.
+    Numba's first compile imports them, and one of them checks for BLAS by importing
+    ``scipy.linalg``: 0.2 s of a short run when SciPy happens to be installed, and a second
+    OpenBLAS whose threads spin beside the run's own. The kernels use no linear algebra, so
+    ``scipy.linalg`` is hidden for that moment (the probe then reports no BLAS) and
+    importable again afterwards.
     """
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
         return
     from numba.core.registry import cpu_target
 
+    with _blas_probe_hidden():
+        cpu_target.target_context.refresh()
+
+
+@contextmanager
+def _blas_probe_hidden() -> Iterator[None]:
     sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # importing it now fails at once
     try:
-        cpu_target.target_context.refresh()
+        yield
     finally:
         if sys.modules.get("scipy.linalg", 0) is None:
             del sys.modules["scipy.linalg"]
+
+
+def _import_arraymath() -> None:
+    """Numba's NumPy array functions, without the BLAS probe (``load_numba_registries``):
+    a cached kernel that calls one of them imports the module as it loads (its environment
+    names it), probe and all."""
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    with _blas_probe_hidden():
+        importlib.import_module("numba.np.arraymath")
 
 
 _PATCHED: list[bool] = []
@@ -88,6 +107,7 @@ def load_cached_without_refresh() -> None:
 
     def _load_cached(self, sig, target_context):  # type: ignore[no-untyped-def]
         nrt.rtsys.initialize(target_context)
+        _import_arraymath()
         with self._guard_against_spurious_io_errors():
             data = self._load_overload(sig, target_context)
         if data is None:  # to be compiled: the registries first, without the BLAS probe
