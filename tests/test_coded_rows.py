@@ -4,6 +4,8 @@ the reference evaluator, and of the ordinary read; files it cannot read take tha
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -202,3 +204,39 @@ def test_a_damaged_file_stops_the_run_with_one_error_naming_it(tmp_path, spec):
                 assay.run(spec, broken)
         except assay.AssayError as exc:
             assert str(broken) in str(exc)
+
+
+def test_a_row_group_that_fails_passes_the_key_turn_on_in_order(tmp_path):
+    """Key dictionaries are coded into one table a row group at a time: one that fails before
+    its turn (here: its times) must not let the next one code beside the one still coding."""
+    frame = basket_frame(6000, seed=17)
+    path = tmp_path / "e.parquet"
+    frame.write_parquet(path, row_group_size=1000)
+    lock = threading.Lock()
+    active, most, calls = [0], [0], [0]
+    real_code, real_times = coded_rows._Reader._code_keys, coded_rows._Reader._times
+
+    def code_keys(self, *args):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            calls[0] += 1
+            first = calls[0] == 1
+        try:
+            if first:
+                time.sleep(0.3)  # the first row group codes slowly: the others catch up
+            return real_code(self, *args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    def times(self, file, column, pages, rows):
+        if rows.start == 1000:
+            raise coded_rows.pp.Unsupported("the second row group fails")
+        return real_times(self, file, column, pages, rows)
+
+    with mock.patch.object(coded_rows._Reader, "_code_keys", code_keys), \
+            mock.patch.object(coded_rows._Reader, "_times", times):
+        alerts, coded = run_spied(SPEC, path)
+    assert coded == 0 and most[0] == 1  # the pages' read gave up; the scan read the file
+    assert alerts.equals(assay.run(SPEC, frame))

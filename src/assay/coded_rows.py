@@ -19,9 +19,10 @@ import contextlib
 import importlib
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -79,6 +80,9 @@ class CodedRows:
     scans: list[FileScan]
     packed_bits: int = 0
     packed_base: int = 0
+    # packs reading each key column: the one pack reading a column may overwrite the codes of
+    # the rows it does not read (``CombinationDetector._run_batch``)
+    readers: dict[str, int] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -122,7 +126,8 @@ class CodedRows:
         seq = self.seq[order] if self.seq is not None else order.astype(np.int64)
         keys = {k: (codes[order], values) for k, (codes, values) in self.keys.items()}
         return CodedRows(self.ts[order], seq, self.event_ids.gather(order), keys,
-                         [items[order] for items in self.items], self.scans, self.packed_bits, self.packed_base)
+                         [items[order] for items in self.items], self.scans, self.packed_bits, self.packed_base,
+                         self.readers)
 
 
 @dataclass
@@ -264,7 +269,8 @@ class _Reader:
         keys = {c: (self.codes[c], _joined(self.values[c])) for c in self.columns}
         lo, bits = self.pack
         return CodedRows(self.ts, None, ids.result(), keys, self.item_codes,
-                         [f.scan for f in self.files], bits, lo if bits else 0)
+                         [f.scan for f in self.files], bits, lo if bits else 0,
+                         dict(Counter(c.key for c in self.coders)))
 
     def _read_ids(self) -> Future[pl.Series]:
         """The event ids, read by Polars while the pages are decoded (it releases the GIL)."""
@@ -310,6 +316,7 @@ class _Reader:
                 return
             coded = {c: self._code_keys(c, path, group[src], key_pages[c]) for c, src in file.key_sources.items()}
         finally:
+            mine.wait()  # a row group that failed passes the turn on in its place all the same
             next_turn.set()
         for c, src in file.key_sources.items():
             codes = coded[c]

@@ -121,6 +121,30 @@ def times_sorted(values, item_bits):
 
 
 @njit(cache=True, nogil=True)
+def usable_rows(keys, items, n_items):
+    """(rows per item code, rows no combination reads: without an item of the pack (a
+    negative code) or without a key) in one pass."""
+    counts = np.zeros(max(n_items, 1), np.int64)
+    unusable = 0
+    for i in range(items.shape[0]):
+        x = items[i]
+        if x >= 0:
+            counts[x] += 1
+        if x < 0 or keys[i] < 0:
+            unusable += 1
+    return counts, unusable
+
+
+@njit(cache=True, nogil=True)
+def group_codes(keys, items, n_keys, out):
+    """Each row's group for the kernel (``out``, which may be ``keys`` itself): its key code,
+    or ``n_keys`` (a group past the keys', cut off) for a row no combination reads."""
+    for i in range(items.shape[0]):
+        k = keys[i]
+        out[i] = n_keys if items[i] < 0 or k < 0 else k
+
+
+@njit(cache=True, nogil=True)
 def item_counts(items, n_items):
     """Rows per item code (negative codes: rows without an item of the pack)."""
     counts = np.zeros(max(n_items, 1), np.int64)
@@ -344,6 +368,9 @@ def warm_up_packing() -> None:
 def warm_up() -> None:
     """Load (or compile) the kernels on tiny inputs: see ``kernels.warm_up``."""
     warm_up_packing()
+    codes = np.zeros(1, np.int32)
+    usable_rows(codes, codes, 1)
+    group_codes(codes, codes, 1, codes)
     one = np.zeros(1, np.int64)
     two = np.zeros(2, np.int64)
     # a stream's rows in key order; a batch's through an order (int32 from the counting sort of

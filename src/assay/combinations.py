@@ -122,22 +122,27 @@ class CombinationDetector(WindowedDetector):
         else:  # packed as the pages were read
             ts, item_bits = packed
         return self._run_batch(keys, n_keys, items, ts, item_bits, [],
-                               lambda wanted: coded.rows_at(self.key, wanted))
+                               lambda wanted: coded.rows_at(self.key, wanted), coded.readers.get(self.key) == 1)
 
     def _run_batch(self, keys: np.ndarray, n_keys: int, items: np.ndarray, ts: np.ndarray, item_bits: int,
-                   buffers: list[np.ndarray], rows_at: Callable[[np.ndarray], pl.DataFrame]) -> pl.DataFrame:
+                   buffers: list[np.ndarray], rows_at: Callable[[np.ndarray], pl.DataFrame],
+                   keys_are_mine: bool = False) -> pl.DataFrame:
         """Rows grouped by key code, the kernel over them, and candidates from the rows
         ``rows_at`` gives (``_key``, ``_ts``, ``_eid``, ``_seq``): only the alerts' rows and
         their evidence are read as text. With rows packed (``item_bits``), ``items`` is
-        overwritten (the key order is written into its memory: no new memory to touch)."""
-        used = (items >= 0) & (keys >= 0)
+        overwritten (the key order is written into its memory: no new memory to touch);
+        ``keys_are_mine``: no other reader of ``keys`` needs the codes of the rows this pack
+        does not read, which then become its cut-off group's (no new array of codes)."""
+        freq, unusable = combination_kernels.usable_rows(keys, items, len(self.item_codes))
         # rows without an item of the pack or a key: a group of their own past the keys', cut off
-        codes = keys if bool(used.all()) else np.where(used, keys, np.int32(n_keys))
-        freq = combination_kernels.item_counts(items, len(self.item_codes))
+        codes = keys
+        if unusable:
+            codes = keys if keys_are_mine else np.empty_like(keys)
+            combination_kernels.group_codes(keys, items, n_keys, codes)
         if item_bits:  # the kernel reads the items from ``ts``: their memory takes the key order
             buffers = [items]
         order, group_start = group_rows(codes, n_keys + 1, wide=False, buffers=buffers)
-        del buffers, used
+        del buffers
         group_start = group_start[:n_keys + 1]
         order = order[:group_start[-1]]
         parts = KERNEL_THREADS if order.shape[0] >= SPLIT_ROWS else 1
