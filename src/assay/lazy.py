@@ -69,14 +69,17 @@ def _blas_probe_hidden() -> Iterator[None]:
             del sys.modules["scipy.linalg"]
 
 
-def _import_arraymath() -> None:
-    """Numba's NumPy array functions, without the BLAS probe (``load_numba_registries``):
-    a cached kernel that calls one of them imports the module as it loads (its environment
-    names it), probe and all."""
+@contextmanager
+def _arraymath_without_blas_probe() -> Iterator[None]:
+    """Numba's NumPy array functions imported, if they are now, without the BLAS probe
+    (``load_numba_registries``): a cached kernel that calls one of them imports the module
+    as it loads (its environment names it), probe and all. Only the combination kernel
+    does here, so the kernels that reading Parquet pages waits for load without it."""
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        yield
         return
     with _blas_probe_hidden():
-        importlib.import_module("numba.np.arraymath")
+        yield
 
 
 _PATCHED: list[bool] = []
@@ -107,8 +110,7 @@ def load_cached_without_refresh() -> None:
 
     def _load_cached(self, sig, target_context):  # type: ignore[no-untyped-def]
         nrt.rtsys.initialize(target_context)
-        _import_arraymath()
-        with self._guard_against_spurious_io_errors():
+        with self._guard_against_spurious_io_errors(), _arraymath_without_blas_probe():
             data = self._load_overload(sig, target_context)
         if data is None:  # to be compiled: the registries first, without the BLAS probe
             load_numba_registries()
