@@ -245,12 +245,12 @@ class _Reader:
             for i, (f, g, start) in enumerate(tasks):
                 base = int(offsets[self.files.index(f)] + start)
                 futures.append(pool.submit(self._group, f, g, base, turns[i], turns[i + 1]))
+            touching = _Toucher([*(t.slots for t in self.tables.values()), self.ts, *self.item_codes,
+                                 *self.codes.values()])
             try:
                 # the items' codes are made with a kernel: this waits for Numba's import and the
                 # kernels' loading (on the warm-up thread), while Polars reads the event ids, the
                 # first row groups' pages are decompressed and the arrays are touched
-                touching = _Toucher([*(t.slots for t in self.tables.values()), self.ts, *self.item_codes,
-                                     *self.codes.values()])
                 self.items = [c.item_table() for c in self.coders]
                 touching.stop()
                 self.items_made.set()
@@ -259,6 +259,7 @@ class _Reader:
             except pp.Unsupported:
                 return None
             finally:
+                touching.stop()
                 self.failed = True  # any task still waiting gives up
                 self.items_made.set()
                 for t in turns:
