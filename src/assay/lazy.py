@@ -7,16 +7,18 @@ for it and a run can import and warm the kernels on a thread while it reads its 
 Numba loads a cached kernel only after "refreshing" its target context, which imports
 every implementation registry it has (0.28-0.37 s here, more than importing Numba):
 what compiling needs, not running compiled code. Kernels load from the cache without it
-(``_load_cached``); a kernel that must be compiled still gets it, from the compiler.
+(``_load_cached``); a kernel that must be compiled still gets it, from the compiler. Either
+way Numba's array functions are imported without their BLAS probe (``_WithoutBlasProbe``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Any
 
@@ -42,44 +44,54 @@ class LazyModule:
         return getattr(self.load(), attr)
 
 
-def load_numba_registries() -> None:
-    """Load Numba's NumPy implementations now, without its BLAS probe.
+class _WithoutBlasProbe(importlib.abc.MetaPathFinder):
+    """Numba's NumPy array functions (``numba.np.arraymath``) imported without their BLAS probe.
 
-    Numba's first compile imports them, and one of them checks for BLAS by importing
-    ``scipy.linalg``: 0.2 s of a short run when SciPy happens to be installed, and a second
-    OpenBLAS whose threads spin beside the run's own. The kernels use no linear algebra, so
-    ``scipy.linalg`` is hidden for that moment (the probe then reports no BLAS) and
-    importable again afterwards.
-    """
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
-        return
-    from numba.core.registry import cpu_target
+    The module checks for BLAS as it is imported, by importing ``scipy.linalg``: when SciPy
+    is installed, 0.11 s of Python holding the GIL and a second OpenBLAS whose threads spin
+    beside the run's own (~0.1 s of CPU). Numba imports the module for the first compile, and
+    for a cached kernel whose environment names it (the combination kernel's). The kernels use
+    no linear algebra: while the module runs, the probe it takes from ``numba.np.linalg`` reports
+    no BLAS; ``numba.np.linalg``'s own is left as it is, and nothing is hidden from other
+    threads' imports."""
 
-    with _blas_probe_hidden():
-        cpu_target.target_context.refresh()
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if name != _ARRAYMATH or _ARRAYMATH in sys.modules:
+            return None
+        spec = PathFinder.find_spec(name, path)  # type: ignore[arg-type]
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            linalg = importlib.import_module("numba.np.linalg")
+            probe = getattr(linalg, "ensure_blas", None)
+            linalg.ensure_blas = _no_blas  # type: ignore[attr-defined]
+            try:
+                run(module)
+            finally:
+                if probe is not None:
+                    linalg.ensure_blas = probe  # type: ignore[attr-defined]
+                with contextlib.suppress(ValueError):
+                    sys.meta_path.remove(self)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader
+        return spec
 
 
-@contextmanager
-def _blas_probe_hidden() -> Iterator[None]:
-    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # importing it now fails at once
-    try:
-        yield
-    finally:
-        if sys.modules.get("scipy.linalg", 0) is None:
-            del sys.modules["scipy.linalg"]
+_ARRAYMATH = "numba.np.arraymath"
 
 
-@contextmanager
-def _arraymath_without_blas_probe() -> Iterator[None]:
-    """Numba's NumPy array functions imported, if they are now, without the BLAS probe
-    (``load_numba_registries``): a cached kernel that calls one of them imports the module
-    as it loads (its environment names it), probe and all. Only the combination kernel
-    does here, so the kernels that reading Parquet pages waits for load without it."""
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
-        yield
-        return
-    with _blas_probe_hidden():
-        yield
+def _no_blas() -> None:
+    raise ImportError("assay's kernels use no BLAS")
+
+
+def skip_blas_probe() -> None:
+    """Import ``numba.np.arraymath``, whenever something does, without its BLAS probe."""
+    with _LOADING:
+        if _ARRAYMATH not in sys.modules and not any(isinstance(f, _WithoutBlasProbe) for f in sys.meta_path):
+            sys.meta_path.insert(0, _WithoutBlasProbe())
 
 
 _PATCHED: list[bool] = []
@@ -96,25 +108,21 @@ def load_cached_without_refresh() -> None:
     if _PATCHED:
         return
     _PATCHED.append(True)
+    skip_blas_probe()
     try:
         from numba.core import caching
         from numba.core.runtime import nrt
     except ImportError:
-        load_numba_registries()
         return
     cache = getattr(caching, "Cache", None)
     if cache is None or not all(hasattr(cache, a) for a in ("load_overload", "_load_overload",
                                                              "_guard_against_spurious_io_errors")):
-        load_numba_registries()
         return
 
     def _load_cached(self, sig, target_context):  # type: ignore[no-untyped-def]
         nrt.rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors(), _arraymath_without_blas_probe():
-            data = self._load_overload(sig, target_context)
-        if data is None:  # to be compiled: the registries first, without the BLAS probe
-            load_numba_registries()
-        return data
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
 
     cache.load_overload = _load_cached
 
