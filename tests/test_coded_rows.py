@@ -240,3 +240,20 @@ def test_a_row_group_that_fails_passes_the_key_turn_on_in_order(tmp_path):
         alerts, coded = run_spied(SPEC, path)
     assert coded == 0 and most[0] == 1  # the pages' read gave up; the scan read the file
     assert alerts.equals(assay.run(SPEC, frame))
+
+
+def test_the_toucher_writes_zeros_and_is_done_when_stopped():
+    """Arrays written before use (``_Toucher``): zeros, and nothing written once ``stop`` returns."""
+    arrays = [np.full(3 << 20, 7, np.int64), np.full((1 << 20, 2), 7, np.uint64)]
+    toucher = coded_rows._Toucher(arrays)
+    toucher._thread.join()  # left to finish
+    toucher.stop()
+    toucher.stop()  # twice: no harm
+    assert all(not a.any() for a in arrays) and not toucher._thread.is_alive()
+    big = np.full(64 << 20, 7, np.uint8)
+    early = coded_rows._Toucher([big])
+    early.stop()
+    assert not early._thread.is_alive()
+    snapshot = big.copy()
+    time.sleep(0.05)
+    assert np.array_equal(big, snapshot)  # stopped means stopped
