@@ -60,13 +60,16 @@ def test_a_key_lists_its_rows_in_order_and_forgets_rows_that_left():
 
 
 @settings(max_examples=100, deadline=None)
-@given(codes=st.lists(st.integers(0, 5000), max_size=400), parts=st.integers(1, 4),
-       top=st.sampled_from([0, 1, 2047, 2048, 5_000_000]), narrow=st.booleans(),
-       scratch=st.sampled_from([None, "planned", "other size"]))
-def test_grouping_on_threads_equals_the_one_thread_sort(codes, parts, top, narrow, scratch):
-    """Few or many codes, on int64 or int32 codes (read as they are, not copied: they stay as
+@given(codes=st.lists(st.integers(0, 5000) | st.integers(60_000, 70_000), max_size=400), parts=st.integers(1, 4),
+       top=st.sampled_from([0, 1, 2047, 2048, 70_000, 5_000_000]), narrow=st.booleans(),
+       scratch=st.sampled_from([None, "planned", "other size"]), bucket_rows=st.sampled_from([None, 3]))
+def test_grouping_on_threads_equals_the_one_thread_sort(codes, parts, top, narrow, scratch, bucket_rows):
+    """Few or many codes (many: sorted by buckets of codes, or not when a bucket holds more
+    than ``bucket_rows``), on int64 or int32 codes (read as they are, not copied: they stay as
     they were), into a ``grouping.scratch`` buffer planned for these rows, for others, or none;
     and both equal a stable sort by code."""
+    from unittest import mock
+
     from assay import grouping, kernels
 
     array = np.array(codes + [top], np.int32 if narrow else np.int64)
@@ -76,7 +79,8 @@ def test_grouping_on_threads_equals_the_one_thread_sort(codes, parts, top, narro
     assert want_order.tolist() == np.argsort(array, kind="stable").tolist()
     assert want_start.tolist() == [0, *np.cumsum(np.bincount(array, minlength=n_codes)).tolist()]
     buffers = None if scratch is None else grouping.scratch(array.size + (scratch == "other size"))
-    got_order, got_start = grouping.group_by_code(array, n_codes, parts, wide=not narrow, buffers=buffers)
+    with mock.patch.object(grouping, "MAX_BUCKET_ROWS", bucket_rows or grouping.MAX_BUCKET_ROWS):
+        got_order, got_start = grouping.group_by_code(array, n_codes, parts, wide=not narrow, buffers=buffers)
     assert got_order.tolist() == want_order.tolist() and got_start.tolist() == want_start.tolist()
     assert got_order.dtype == (np.int32 if narrow else np.int64)
     assert array.tolist() == given_codes.tolist()

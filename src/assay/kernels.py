@@ -271,6 +271,10 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
     for small in (one, one.astype(np.int32)):
         grouping.code_counts(small, 0, 1, 1)
         grouping.place(small, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int32))
+        grouping.bucket_counts(small, 0, 1, 1)
+        grouping.place_in_buckets(small, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.uint32))
+    order = np.zeros(1, np.int32)
+    grouping.sort_buckets(0, 1, two, 1, order.view(np.uint32), order, two.copy(), np.zeros(1, np.uint32))
     if "aggregate" in kinds:
         densify(one)
         subset_groups(one, one, flag)
