@@ -97,8 +97,10 @@ def test_plain_views_read_back_as_the_same_texts(texts):
     encoded = [t.encode() for t in texts]
     data = _readonly(b"".join(len(e).to_bytes(4, "little") + e for e in encoded))
     views = np.zeros((len(texts), 2), np.uint64)
-    end, longest = pk.plain_views(data, 0, data.shape[0], len(texts), views)
+    end, longest, high = pk.plain_views(data, 0, data.shape[0], len(texts), views)
     assert end == data.shape[0] and longest == max((len(e) for e in encoded), default=0)
+    # the inline strings' bytes or'ed: no high bit exactly when they are ASCII
+    assert (int(high) & pp.ASCII == 0) == all(e.isascii() for e in encoded if len(e) <= pk.INLINE)
     arr = pa.Array.from_buffers(pa.string_view(), len(texts), [None, pa.py_buffer(views), pa.py_buffer(data)])
     arr.validate(full=True)
     assert arr.to_pylist() == texts
@@ -167,7 +169,7 @@ def decode_text(path: Path, column: pp.Column) -> list[str | None]:
     texts: list[str] = []
 
     def lut(page: pp.Page, n: int) -> np.ndarray:
-        views, _ = pp.text_views(path, column, page, n)
+        views, _, _ = pp.text_views(path, column, page, n)
         arr = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), pa.py_buffer(page.body)])
         start = len(texts)
         texts.extend(arr.to_pylist())

@@ -54,6 +54,20 @@ def test_codes_are_those_of_a_dict_in_order_of_first_appearance(values, cuts, ex
 
 
 @settings(max_examples=200, deadline=None)
+@given(values=st.lists(TEXTS, max_size=120), cuts=st.lists(st.integers(0, 120), max_size=4),
+       picks=st.lists(st.integers(0, 10_000), max_size=50))
+def test_texts_of_codes_are_rebuilt_from_the_table(values, cuts, picks):
+    """A batch read as codes makes the text of its alerts' keys from the table: inline strings
+    from their slots, long ones from the arena (grown on the way), in any order and repeated."""
+    table = StringCodes(1)
+    table.add(chunked(values, cuts))
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    codes = np.array([p % len(distinct) for p in picks] if distinct else [], np.int32)
+    texts = table.texts(codes)
+    assert texts.dtype == pl.String and texts.to_list() == [distinct[c] for c in codes.tolist()]
+
+
+@settings(max_examples=200, deadline=None)
 @given(known=st.lists(TEXTS, max_size=40), asked=st.lists(TEXTS, max_size=60))
 def test_find_looks_up_without_adding(known, asked):
     table = StringCodes()

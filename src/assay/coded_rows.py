@@ -5,8 +5,10 @@ Read by Polars, the key and the item become a 16-byte string view per row, each 
 back into an integer by a hash-table probe; memory a process touches for the first time
 is much of a batch run's cost here (README, Performance). Here they are read page by page
 (``parquet_pages``): each row group's dictionary is coded once, and a row's code is its
-dictionary index looked up in the codes of that dictionary. The event ids, which alerts
-carry as text, are read by Polars meanwhile.
+dictionary index looked up in the codes of that dictionary; a key's text is made from the
+key table only for the alerts' keys (``StringCodes.texts``), and only a key that is not ASCII
+is read again, to check it is UTF-8. The event ids, which alerts carry as text, are read by
+Polars meanwhile.
 
 Row groups are decoded on two threads; the key dictionaries are coded into the one key
 table in file order (a row group waits for the one before it there), so codes do not
@@ -75,7 +77,7 @@ class CodedRows:
     ts: np.ndarray
     seq: np.ndarray | None  # arrival numbers (None: row i's is i)
     event_ids: pl.Series
-    keys: dict[str, tuple[np.ndarray, pl.Series]]
+    keys: dict[str, tuple[np.ndarray, StringCodes]]  # per key column: each row's code, the table
     items: list[np.ndarray]
     scans: list[FileScan]
     packed_bits: int = 0
@@ -98,13 +100,13 @@ class CodedRows:
         return (self.ts, self.packed_bits) if self.packed_bits and number == 0 else None
 
     def key_codes(self, column: str) -> tuple[np.ndarray, int]:
-        codes, values = self.keys[column]
-        return codes, values.len()
+        codes, table = self.keys[column]
+        return codes, len(table)
 
     def rows_at(self, column: str, rows: np.ndarray) -> pl.DataFrame:
         """Rows as alert candidates carry them: ``_key`` (text), ``_ts``, ``_eid``, ``_seq``."""
-        codes, values = self.keys[column]
-        return pl.DataFrame({"_key": values.gather(codes[rows]), "_ts": self.times(rows),
+        codes, table = self.keys[column]
+        return pl.DataFrame({"_key": table.texts(codes[rows]), "_ts": self.times(rows),
                              "_eid": self.event_ids.gather(rows),
                              "_seq": self.seq[rows] if self.seq is not None else rows.astype(np.int64)})
 
@@ -124,7 +126,7 @@ class CodedRows:
             return self
         order = np.argsort(self.times(), kind="stable")
         seq = self.seq[order] if self.seq is not None else order.astype(np.int64)
-        keys = {k: (codes[order], values) for k, (codes, values) in self.keys.items()}
+        keys = {k: (codes[order], table) for k, (codes, table) in self.keys.items()}
         return CodedRows(self.ts[order], seq, self.event_ids.gather(order), keys,
                          [items[order] for items in self.items], self.scans, self.packed_bits, self.packed_base,
                          self.readers)
@@ -221,7 +223,6 @@ class _Reader:
         expected = min(total, max(1 << 16, min(total // EXPECTED_ROWS_PER_VALUE, 1 << 23)))
         self.tables = {c: StringCodes(expected) for c in self.columns}
         self.codes = {c: np.empty(total, np.int32) for c in self.columns}
-        self.values: dict[str, list[pl.Series]] = {c: [] for c in self.columns}
         self.failed = False
         self.items_made = threading.Event()
         # one pack and the footers' time statistics: rows are packed as they are read
@@ -267,7 +268,7 @@ class _Reader:
         if on_file:
             for f in self.files:
                 on_file(str(f.scan.path), 0)
-        keys = {c: (self.codes[c], _joined(self.values[c])) for c in self.columns}
+        keys = {c: (self.codes[c], self.tables[c]) for c in self.columns}
         lo, bits = self.pack
         return CodedRows(self.ts, None, ids.result(), keys, self.item_codes,
                          [f.scan for f in self.files], bits, lo if bits else 0,
@@ -340,20 +341,21 @@ class _Reader:
     def _code_keys(self, column: str, path: Path, source: pp.Column,
                    pages: list[pp.Page]) -> dict[int, np.ndarray]:
         """Codes of a row group's key dictionary and PLAIN values (by page), new ones added to
-        the table with their text: on the row group's turn, in file order."""
+        the table (on the row group's turn, in file order) and checked as UTF-8; their text is
+        made from the table for the alerts' keys only (``StringCodes.texts``)."""
         table = self.tables[column]
         out = {}
         for i, page in enumerate(pages):
             if not (page.dictionary or page.encoding == pp.PLAIN):
                 continue
             n = page.values if page.defined is None or page.dictionary else int(page.defined.sum())
-            views, longest = pp.text_views(path, source, page, n)
+            views, longest, ascii_only = pp.text_views(path, source, page, n)
             codes = np.empty(n, np.int32)
             before = len(table)
             table.code_views(views, (views[:, 0] & np.uint64(0xFFFFFFFF)) > 0,  # an empty text is no value
                              page.body if longest > pp.INLINE else None, _NO_BASES, True, codes)
-            if len(table) > before:
-                self.values[column].append(_texts(path, source, page, views, codes, before, len(table) - before))
+            if len(table) > before and not ascii_only:
+                _check_utf8(path, source, page, views, codes, before, len(table) - before)
             out[i] = codes
         return {id(pages[i]): codes for i, codes in out.items()}
 
@@ -394,7 +396,7 @@ class _Toucher:
 def _finder(path: Path, column: pp.Column, table: StringCodes) -> Callable[[pp.Page, int], np.ndarray]:
     """A page's values as codes in ``table`` (-1: not in it)."""
     def find(page: pp.Page, n: int) -> np.ndarray:
-        views, longest = pp.text_views(path, column, page, n)
+        views, longest, _ = pp.text_views(path, column, page, n)
         codes = np.empty(n, np.int32)
         table.code_views(views, np.ones(n, np.bool_), page.body if longest > pp.INLINE else None, _NO_BASES,
                          False, codes)
@@ -402,9 +404,10 @@ def _finder(path: Path, column: pp.Column, table: StringCodes) -> Callable[[pp.P
     return find
 
 
-def _texts(path: Path, column: pp.Column, page: pp.Page, views: np.ndarray, codes: np.ndarray, before: int,
-           new: int) -> pl.Series:
-    """The text of codes ``before``.. (new in the table), from the first value holding each."""
+def _check_utf8(path: Path, column: pp.Column, page: pp.Page, views: np.ndarray, codes: np.ndarray, before: int,
+                new: int) -> None:
+    """Codes ``before``.. (new in the table) hold UTF-8 text, as Polars' read of the column
+    would have them: InputError naming the first that does not."""
     rows = np.flatnonzero(codes >= before)[::-1]
     first = np.empty(new, np.int64)
     first[codes[rows] - before] = rows  # written last: the first row of each code
@@ -416,7 +419,6 @@ def _texts(path: Path, column: pp.Column, page: pp.Page, views: np.ndarray, code
         raw = texts.view(pa.binary_view()).to_pylist()
         bad = next((b for b in raw if b is not None and not _is_utf8(b)), None)
         raise InputError(str(path), None, column.name, bad, "not valid UTF-8 text") from None
-    return pl.Series(texts).cast(pl.String)  # type: ignore[return-value]
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -425,7 +427,3 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _joined(values: list[pl.Series]) -> pl.Series:
-    return pl.concat(values) if values else pl.Series([], dtype=pl.String)

@@ -97,31 +97,34 @@ def hybrid_lookup(buf, pos, end, width, n, lut, out):
 def plain_views(buf, pos, end, n, views):
     """``n`` PLAIN byte arrays from ``buf[pos:end]`` as Arrow string views (``views``: (n, 2)
     uint64) whose long strings point into ``buf`` (buffer 0). Returns (position after them,
-    longest length), or (BAD, 0) when the data ends early."""
+    longest length, the bytes of the inline strings or'ed together in their places: no bit
+    0x80 in any byte, they are ASCII), or (BAD, 0, 0) when the data ends early."""
     longest = 0
+    high = np.uint64(0)
     for i in range(n):
         if pos + 4 > end:
-            return BAD, 0
+            return BAD, 0, high
         length = (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
                   | (np.int64(buf[pos + 3]) << 24))
         pos += 4
         if pos + length > end:
-            return BAD, 0
+            return BAD, 0, high
         if length > longest:
             longest = length
-        w0 = np.uint64(length)
+        w0 = np.uint64(0)
         w1 = np.uint64(0)
         for k in range(min(length, 4)):
             w0 |= np.uint64(buf[pos + k]) << np.uint64(32 + 8 * k)
         if length <= INLINE:
             for k in range(4, length):
                 w1 |= np.uint64(buf[pos + k]) << np.uint64(8 * (k - 4))
+            high |= w0 | w1
         else:
             w1 = np.uint64(pos) << np.uint64(32)
-        views[i, 0] = w0
+        views[i, 0] = w0 | np.uint64(length)
         views[i, 1] = w1
         pos += length
-    return pos, longest
+    return pos, longest, high
 
 
 @njit(cache=True, nogil=True)

@@ -184,15 +184,19 @@ def decode(pages: Iterable[Page], column: Column, path: Path, lut_of: Callable[[
     return out
 
 
-def text_views(path: Path, column: Column, page: Page, n: int) -> tuple[np.ndarray, int]:
+ASCII = 0x8080808080808080  # no byte of ``plain_views``' or'ed inline bytes has this bit: ASCII
+
+
+def text_views(path: Path, column: Column, page: Page, n: int) -> tuple[np.ndarray, int, bool]:
     """The first ``n`` PLAIN text values of a page as Arrow string views into its body ((n, 2)
-    uint64), and the longest one's length."""
+    uint64), the longest one's length, and whether every one is inline and ASCII (then valid
+    UTF-8 with no look at their bytes again)."""
     views = np.empty((n, 2), np.uint64)
-    end, longest = parquet_kernels.plain_views(page.body, 0, page.body.shape[0], n, views)
+    end, longest, high = parquet_kernels.plain_views(page.body, 0, page.body.shape[0], n, views)
     if end < 0:
         raise _corrupt(path, column, "text values run past their page")
     views.setflags(write=False)  # as views exported from Arrow are: one signature for the kernels
-    return views, int(longest)
+    return views, int(longest), longest <= INLINE and not int(high) & ASCII
 
 
 def int64_values(path: Path, column: Column, page: Page, n: int) -> np.ndarray:

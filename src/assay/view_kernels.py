@@ -195,6 +195,25 @@ def member_rows(words, valid, data, bases, short, slots, arena, bloom, first_row
     return k
 
 
+@njit(cache=True, nogil=True)
+def table_views(slots, count, codes):
+    """Arrow string views of the strings of ``codes`` (each a code of the table): an inline
+    string as the table keeps it, a longer one pointing at its bytes in the arena (buffer 0)."""
+    where = np.empty(max(count, 1), np.int32)  # a table of 2**31 slots would be 48 GB
+    for s in range(slots.shape[0] // 3):
+        c = slots[3 * s + 2]
+        if c != 0:
+            where[np.int64(c) - 1] = s
+    views = np.empty((codes.shape[0], 2), np.uint64)
+    for i in range(codes.shape[0]):
+        s = np.int64(where[codes[i]])
+        w0 = slots[3 * s]
+        views[i, 0] = w0
+        w1 = slots[3 * s + 1]
+        views[i, 1] = w1 if (w0 & _LOW32) <= INLINE else w1 << np.uint64(32)
+    return views
+
+
 # rows looked ahead: each row's slot is asked for this many rows before it is probed
 AHEAD = 16
 # a table of up to this many slots (768 kB) is read without asking ahead
@@ -276,6 +295,7 @@ def warm_up(codes_only: bool = False) -> None:
     rehash(slots, np.zeros(0, np.uint8), 32)
     if codes_only:
         return
+    table_views(slots, 0, np.zeros(0, np.int64))  # a batch's alert keys as text
     # the rows of a batch holding a trigger's event_id (alert positions)
     arena = np.zeros(1, np.uint8)
     data = np.zeros(1, np.uint8)
