@@ -257,3 +257,25 @@ def test_the_toucher_writes_zeros_and_is_done_when_stopped():
     snapshot = big.copy()
     time.sleep(0.05)
     assert np.array_equal(big, snapshot)  # stopped means stopped
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_times_outside_the_footers_range_take_the_ordinary_read(tmp_path, dictionary):
+    """Rows are packed from the footer's least time on: a time outside the statistics' range
+    (a footer that lies) leaves the pages' read for the scan, which gives the same alerts."""
+    frame = basket_frame(5000, seed=19)
+    path = tmp_path / "e.parquet"
+    pq.write_table(frame.to_arrow(), path, use_dictionary=dictionary, row_group_size=1000)
+    real = coded_rows._span
+
+    def narrower(scan, ts, scale):
+        lo, hi = real(scan, ts, scale)
+        return lo + 1, hi
+
+    one_pack = "\n".join(line for line in SPEC.splitlines() if "counterparty" not in line) + "\n"
+    alerts, coded = run_spied(one_pack, path)
+    assert coded == 1 and alerts.height > 10  # read as codes, packed, with the footer as it is
+    with mock.patch.object(coded_rows, "_span", narrower):
+        alerts, coded = run_spied(one_pack, path)
+    assert coded == 0
+    assert alerts.equals(assay.run(one_pack, frame))

@@ -329,12 +329,24 @@ class _Reader:
         """A row group's times, packed with the pack's item codes when the rows are packed."""
         path = file.scan.path
         multiply, divide = file.scale
-        ts = pp.decode(pages, column, path,
-                       lambda page, n: pp.int64_values(path, column, page, n) * multiply // divide, 0,
-                       np.dtype(np.int64), None if self.pack[1] else self.ts[rows])
+        seen = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]  # the least and greatest value
+
+        def values(page: pp.Page, n: int) -> np.ndarray:
+            # a dictionary's entries or a PLAIN page's values: every time a row can hold (a
+            # dictionary is a tenth of the rows here, so its bounds cost less than the rows')
+            out = pp.int64_values(path, column, page, n)
+            if (multiply, divide) != (1, 1):
+                out = out * multiply // divide
+            if n:
+                seen[0], seen[1] = min(seen[0], int(out.min())), max(seen[1], int(out.max()))
+            return out
+
+        ts = pp.decode(pages, column, path, values, 0, np.dtype(np.int64), None if self.pack[1] else self.ts[rows])
         lo, bits = self.pack
         if bits:
-            if ts.size and (ts.min() < lo or ts.max() > (file.span or (lo, lo))[1]):
+            if column.optional and column.nulls and ts.size:  # an empty time is 0, in no page's values
+                seen = [min(seen[0], int(ts.min())), max(seen[1], int(ts.max()))]
+            if ts.size and (seen[0] < lo or seen[1] > (file.span or (lo, lo))[1]):
                 raise pp.Unsupported("times outside the statistics' range")
             combination_kernels.pack_rows(ts, self.item_codes[0][rows], lo, bits, self.ts[rows])
 
