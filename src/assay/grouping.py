@@ -142,13 +142,7 @@ def group_by_code(codes: np.ndarray, n_codes: int, parts: int = 2, wide: bool = 
             if group_start is not None:
                 return (order.astype(np.int64, copy=False) if wide else order), group_start
         counts = list(pool.map(code_counts, [codes] * parts, starts, stops, [n_codes] * parts))
-        group_start = np.zeros(n_codes + 1, np.int64)
-        np.cumsum(np.sum(counts, axis=0), out=group_start[1:])
-        slots = []
-        first = group_start[:-1].copy()
-        for part_counts in counts:
-            slots.append(first.copy())
-            first += part_counts
+        group_start, slots = _starts_and_slots(counts)
         list(pool.map(place, [codes] * parts, starts, stops, slots, [order] * parts))
     return (order.astype(np.int64, copy=False) if wide else order), group_start
 
@@ -161,17 +155,10 @@ def _bucketed(pool: ThreadPoolExecutor, codes: np.ndarray, n_codes: int, order: 
     n = bounds[-1]
     n_buckets = (n_codes + (1 << LOW_BITS) - 1) >> LOW_BITS
     counts = list(pool.map(bucket_counts, [codes] * parts, bounds[:-1], bounds[1:], [n_buckets] * parts))
-    total = np.sum(counts, axis=0)
-    largest = int(total.max(initial=0))
+    largest = int(np.sum(counts, axis=0).max(initial=0))
     if largest > MAX_BUCKET_ROWS:
         return None
-    bucket_start = np.zeros(n_buckets + 1, np.int64)
-    np.cumsum(total, out=bucket_start[1:])
-    slots = []
-    first = bucket_start[:-1].copy()
-    for part_counts in counts:
-        slots.append(first.copy())
-        first += part_counts
+    bucket_start, slots = _starts_and_slots(counts)
     words = order.view(np.uint32)
     list(pool.map(place_in_buckets, [codes] * parts, bounds[:-1], bounds[1:], slots, [words] * parts))
     group_start = np.empty(n_codes + 1, np.int64)
@@ -183,3 +170,16 @@ def _bucketed(pool: ThreadPoolExecutor, codes: np.ndarray, n_codes: int, order: 
     list(pool.map(sort_buckets, cuts[:-1].tolist(), cuts[1:].tolist(), [bucket_start] * parts,
                   [n_codes] * parts, [words] * parts, [order] * parts, [group_start] * parts, buffers))
     return group_start
+
+
+def _starts_and_slots(counts: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """From each part's counts per code (or bucket): where each code's rows start, and each
+    part's first slot per code (part 0's rows of a code before part 1's: the sort is stable)."""
+    starts = np.zeros(counts[0].shape[0] + 1, np.int64)
+    np.cumsum(np.sum(counts, axis=0), out=starts[1:])
+    slots = []
+    first = starts[:-1].copy()
+    for part_counts in counts:
+        slots.append(first.copy())
+        first += part_counts
+    return starts, slots

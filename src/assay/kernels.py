@@ -262,8 +262,7 @@ def warm_up(kinds: frozenset[str] = frozenset({"combination", "aggregate"})) -> 
 
         view_kernels.warm_up(codes_only=True)
         parquet_kernels.warm_up()
-        combination_kernels.warm_up_packing()
-        combination_kernels.warm_up()
+        combination_kernels.warm_up()  # the packing kernels first
     view_kernels.warm_up()  # codes of strings
     group_by_code(one, 1)
     digest_kernels.warm_up()  # alert ids of a large batch

@@ -122,7 +122,6 @@ class StringCodes:
         # imports pyarrow.compute first (25-30 ms of a run, for nothing else)
         return pl.Series(_ArrowArray(text))
 
-
     def rows_in(self, values: pl.Series, parts: int = 2) -> np.ndarray:
         """Positions (int64, ascending) of the rows whose value is in the table: one pass on
         ``parts`` threads (by chunks), most rows turned away by a Bloom filter that stays in
